@@ -1,0 +1,244 @@
+"""The `lakeport` command: run the local broker, produce samples, ingest, backfill, inspect, query."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from connectors.config import ConfigError, LakeportConfig, load_config
+from connectors.errors import LakeportError
+from connectors.ranges import OffsetRange
+
+DEFAULT_BROKER_HOME = Path(".lakeport/broker")
+DEFAULT_BROKER_PORT = 19092
+
+
+def _config(args: argparse.Namespace) -> LakeportConfig:
+    return load_config(args.config)
+
+
+def _streams(args: argparse.Namespace, config: LakeportConfig) -> list[str]:
+    return [args.stream] if args.stream else list(config.streams)
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from connectors.local_broker import LocalBroker
+
+    home = Path(args.home)
+    if args.action == "start":
+        broker = LocalBroker(home=home, port=args.port, secure=args.secure)
+        if (home / "state.json").exists() and LocalBroker.attach(home).is_running():
+            broker = LocalBroker.attach(home)
+            print(f"already running: {broker.bootstrap_servers}")
+            return 0
+        broker.start()
+        print(broker.bootstrap_servers)
+        return 0
+    if not (home / "state.json").exists():
+        print(f"no broker was started from {home}")
+        return 0 if args.action == "stop" else 1
+    broker = LocalBroker.attach(home)
+    if args.action == "stop":
+        broker.stop()
+        print("stopped")
+        return 0
+    running = broker.is_running()
+    print(f"{'running' if running else 'not running'}: {broker.bootstrap_servers}")
+    return 0 if running else 1
+
+
+def cmd_produce_sample(args: argparse.Namespace) -> int:
+    from connectors.kafka_client import client_settings
+    from connectors.sample_events import Awkward, notification_events, price_events, produce_sample
+
+    config = _config(args)
+    stream = config.stream(args.stream)
+    if args.kind == "prices":
+        records = price_events(args.count, seed=args.seed)
+    else:
+        awkward = Awkward.all(args.awkward) if args.awkward else Awkward()
+        records = notification_events(args.count, seed=args.seed, awkward=awkward)
+    report = produce_sample(
+        client_settings(config.connections[stream.connection]),
+        stream.topic,
+        records,
+        partitions=args.partitions,
+    )
+    print(
+        f"produced {report.records} {args.kind} events ({report.bytes / 1e6:.1f} MB) to"
+        f" {report.topic} in {report.seconds:.1f} s; per partition: {report.per_partition}"
+    )
+    return 0
+
+
+def _print_run(report: object) -> None:
+    from connectors.ingest import RunReport
+
+    assert isinstance(report, RunReport)
+    ranges = " ".join(str(r) for r in report.ranges) or "nothing new"
+    print(
+        f"{report.stream} [{report.mode}]: {report.records} rows, {report.dead} dead letters,"
+        f" {report.commits} commits in {report.seconds:.2f} s"
+        f" ({report.events_per_second:,.0f} events/s); table version {report.table_version}"
+    )
+    print(f"  ranges: {ranges}")
+    if report.lag:
+        print(f"  lag after run: {sum(report.lag.values())} ({report.lag})")
+    for warning in report.warnings:
+        print(f"  warning: {warning}")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from connectors.ingest import Stream, run_forward
+
+    config = _config(args)
+    for name in _streams(args, config):
+        _print_run(run_forward(Stream.from_config(config, name), max_records=args.max_records))
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from connectors.ingest import Stream, run_time_window, run_window
+
+    stream = Stream.from_config(_config(args), args.stream)
+    if args.from_time or args.to_time:
+        if not (args.from_time and args.to_time):
+            raise ConfigError("--from and --to go together")
+        report = run_time_window(
+            stream, _timestamp(args.from_time), _timestamp(args.to_time), args.mode
+        )
+    else:
+        if args.from_offset is None or args.to_offset is None or not args.partition:
+            raise ConfigError("give --partition, --from-offset and --to-offset, or --from and --to")
+        window = [OffsetRange(p, args.from_offset, args.to_offset) for p in args.partition]
+        report = run_window(stream, window, args.mode)
+    _print_run(report)
+    return 0
+
+
+def _timestamp(text: str) -> datetime:
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise ConfigError(f"{text}: give a time zone, e.g. 2026-11-01T00:00Z")
+    return value
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from connectors.audit import status
+    from connectors.ingest import Stream
+
+    config = _config(args)
+    for name in _streams(args, config):
+        st = status(Stream.from_config(config, name))
+        print(f"{st.stream} (topic {st.topic}, table version {st.table_version})")
+        if st.broker_error:
+            print(f"  broker not reachable, showing the ledger only: {st.broker_error}")
+        for p in st.partitions:
+            print(
+                f"  partition {p.partition}: covered {p.covered}  lost {p.lost}  missing"
+                f" {p.missing}  frontier {p.frontier}  high {p.high}  lag {p.lag}"
+                f"  records {p.records}  dead letters {p.dead}"
+            )
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from connectors.audit import audit
+    from connectors.ingest import Stream
+
+    config = _config(args)
+    failed = False
+    for name in _streams(args, config):
+        result = audit(Stream.from_config(config, name))
+        verdict = "ok" if result.ok else "FAILED"
+        print(f"{name}: {verdict} ({result.rows} rows, {result.dead} dead letters)")
+        for problem in result.problems:
+            print(f"  {problem}")
+        failed |= not result.ok
+    return 1 if failed else 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from connectors.query import run_query
+
+    table = run_query(_config(args), args.sql)
+    names = table.column_names
+    rows = table.to_pylist()
+    widths = [max(len(n), *(len(str(r[n])) for r in rows)) if rows else len(n) for n in names]
+    print("  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)))
+    for r in rows:
+        print("  ".join(str(r[n]).ljust(w) for n, w in zip(names, widths, strict=True)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lakeport", description=__doc__)
+    parser.add_argument(
+        "--config", help="configuration file (default: $LAKEPORT_CONFIG or lakeport.yaml)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.set_defaults(handler=handler)
+        return p
+
+    broker = command("broker", cmd_broker, "run a local single-node Kafka broker")
+    broker.add_argument("action", choices=["start", "stop", "status"])
+    broker.add_argument("--home", default=str(DEFAULT_BROKER_HOME))
+    broker.add_argument("--port", type=int, default=DEFAULT_BROKER_PORT)
+    broker.add_argument("--secure", action="store_true", help="also open a SASL_SSL listener")
+
+    produce = command("produce-sample", cmd_produce_sample, "produce sample Upvest events")
+    produce.add_argument("--stream", default="notifications")
+    produce.add_argument("--kind", choices=["notifications", "prices"], default="notifications")
+    produce.add_argument("--count", type=int, default=10_000)
+    produce.add_argument("--seed", type=int, default=7)
+    produce.add_argument("--partitions", type=int, default=6)
+    produce.add_argument("--awkward", type=float, default=0.0, help="rate of every awkward case")
+
+    ingest = command("ingest", cmd_ingest, "land new records of a stream (or all streams)")
+    ingest.add_argument("--stream")
+    ingest.add_argument("--max-records", type=int)
+
+    backfill = command("backfill", cmd_backfill, "re-ingest an offset or time window")
+    backfill.add_argument("--stream", required=True)
+    backfill.add_argument("--mode", choices=["replace", "fill"], default="replace")
+    backfill.add_argument("--partition", type=int, action="append")
+    backfill.add_argument("--from-offset", type=int)
+    backfill.add_argument("--to-offset", type=int)
+    backfill.add_argument("--from", dest="from_time")
+    backfill.add_argument("--to", dest="to_time")
+
+    for name, handler, text in (
+        ("status", cmd_status, "coverage per partition, from the table's ledger"),
+        ("audit", cmd_audit, "check that the data agrees with the ledger"),
+    ):
+        command(name, handler, text).add_argument("--stream")
+
+    query = command("query", cmd_query, "run SQL over the lakehouse tables (DuckDB)")
+    query.add_argument("sql")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    try:
+        return args.handler(args)
+    except LakeportError as exc:
+        print(f"lakeport: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

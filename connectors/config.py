@@ -1,0 +1,200 @@
+"""The declarative configuration: one YAML file lists connections, the lakehouse and streams.
+
+Validated on load so that a typo fails before any broker is contacted, with an error that
+names the offending key. `${VAR}` and `${VAR:-default}` are interpolated from the
+environment, so secrets never have to live in the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from connectors.errors import LakeportError
+
+DEFAULT_CONFIG = "lakeport.yaml"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME = r"^[A-Za-z][A-Za-z0-9_]*$"
+
+
+class ConfigError(LakeportError, ValueError):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConnectionConfig(_Strict):
+    """How to reach one Kafka cluster, e.g. Upvest's SASL_SSL endpoint."""
+
+    bootstrap_servers: str = Field(min_length=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    insecure_skip_tls_verification: bool = False
+    options: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _sasl_is_complete(self) -> ConnectionConfig:
+        if self.security_protocol.startswith("SASL"):
+            if self.sasl_mechanism is None:
+                raise ValueError("sasl_mechanism is required for a SASL security_protocol")
+            if self.sasl_mechanism != "OAUTHBEARER" and not (
+                self.sasl_username and self.sasl_password
+            ):
+                raise ValueError("sasl_username and sasl_password are required for SASL")
+        for key in self.options:
+            if "password" in key or "secret" in key:
+                raise ValueError(f"options.{key}: put secrets in sasl_password, not in options")
+        return self
+
+
+class LakehouseConfig(_Strict):
+    """Where tables live: a local folder or an object-store URI, with its storage options."""
+
+    root: str = "./lakehouse"
+    storage_options: dict[str, SecretStr] = Field(default_factory=dict)
+
+
+class StreamConfig(_Strict):
+    """One Kafka topic landed in one Delta table (plus its dead-letter table)."""
+
+    connection: str
+    topic: str = Field(min_length=1)
+    table: Annotated[str, Field(pattern=_NAME)]
+    format: Literal["json", "avro"] = "json"
+    schema_file: str = Field(min_length=1)
+    group_id: str | None = None
+    on_retention_loss: Literal["fail", "record-and-continue"] = "fail"
+    batch_records: int = Field(default=100_000, gt=0)
+    batch_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
+    max_records_per_run: int | None = Field(default=None, gt=0)
+    max_seconds_per_run: float | None = Field(default=None, gt=0)
+    idle_timeout_seconds: float = Field(default=30.0, gt=0)
+    time_partitions: Literal["hourly", "daily"] = "hourly"
+    time_partitions_start: str = "2026-01-01"
+    schedule: str = "*/5 * * * *"
+    description: str | None = None
+    owners: list[str] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class LakeportConfig(_Strict):
+    """The whole file."""
+
+    lakehouse: LakehouseConfig = Field(default_factory=LakehouseConfig)
+    connections: dict[str, ConnectionConfig]
+    streams: dict[Annotated[str, Field(pattern=_NAME)], StreamConfig]
+    base_dir: Path = Path(".")
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> LakeportConfig:
+        tables: dict[str, str] = {}
+        for name, stream in self.streams.items():
+            if stream.connection not in self.connections:
+                known = ", ".join(sorted(self.connections)) or "none"
+                raise ValueError(
+                    f"streams.{name}.connection: unknown connection {stream.connection!r}"
+                    f" (known: {known})"
+                )
+            if stream.table in tables:
+                raise ValueError(
+                    f"streams.{name}.table: table {stream.table!r} is already used by"
+                    f" stream {tables[stream.table]!r}"
+                )
+            tables[stream.table] = name
+            if not self.schema_path(stream).is_file():
+                raise ValueError(
+                    f"streams.{name}.schema_file: {self.schema_path(stream)} does not exist"
+                )
+        return self
+
+    def stream(self, name: str) -> StreamConfig:
+        """The named stream, or an error listing the configured ones."""
+        try:
+            return self.streams[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown stream {name!r}; configured streams: {', '.join(sorted(self.streams))}"
+            ) from None
+
+    def schema_path(self, stream: StreamConfig) -> Path:
+        """Schema files are looked up relative to the config file's `schemas/` folder."""
+        path = Path(stream.schema_file)
+        return path if path.is_absolute() else self.base_dir / "schemas" / path
+
+    def table_uri(self, stream: StreamConfig) -> str:
+        return _join_uri(self.lakehouse.root, stream.table, self.base_dir)
+
+    def dead_letter_uri(self, stream: StreamConfig) -> str:
+        return _join_uri(self.lakehouse.root, f"{stream.table}_dead_letters", self.base_dir)
+
+    def storage_options(self) -> dict[str, str]:
+        return {k: v.get_secret_value() for k, v in self.lakehouse.storage_options.items()}
+
+
+def _join_uri(root: str, name: str, base_dir: Path) -> str:
+    if "://" in root:
+        return f"{root.rstrip('/')}/{name}"
+    path = Path(root)
+    return str((path if path.is_absolute() else base_dir / path).resolve() / name)
+
+
+def interpolate_env(value: Any, env: dict[str, str], where: str = "") -> Any:
+    """Replace `${VAR}` / `${VAR:-default}` in every string of a parsed YAML document."""
+    if isinstance(value, dict):
+        return {k: interpolate_env(v, env, f"{where}{k}.") for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate_env(v, env, f"{where}{i}.") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{where.rstrip('.')}: environment variable {name} is not set")
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def config_path(explicit: str | Path | None = None) -> Path:
+    """`--config`, then `LAKEPORT_CONFIG`, then `lakeport.yaml` in the working directory."""
+    return Path(explicit or os.environ.get("LAKEPORT_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_config(
+    path: str | Path | None = None, env: dict[str, str] | None = None
+) -> LakeportConfig:
+    """Read, interpolate and validate the configuration file."""
+    file = config_path(path)
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: configuration file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: expected a mapping at the top level")
+    data = interpolate_env(raw, dict(os.environ) if env is None else env)
+    data["base_dir"] = file.resolve().parent
+    try:
+        return LakeportConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{file}: " + "; ".join(_describe(e) for e in exc.errors())) from None
+
+
+def _describe(error: Any) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{key}: {message}" if key else message

@@ -1,0 +1,69 @@
+"""What every decoder returns: rows for the table, and dead letters for records it could not read.
+
+Decoders work on a whole micro-batch (an Arrow table of Kafka columns plus the raw `value`) and
+flag bad records with an error class and message instead of raising, so one bad record never
+stops the stream and is never dropped: it becomes a dead-letter row with its raw bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from connectors import __version__
+from connectors.table_schema import DEAD_LETTER_SCHEMA, KAFKA_SCHEMA
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One micro-batch after decoding."""
+
+    rows: pa.Table
+    dead: pa.Table
+
+
+class Decoder(Protocol):
+    """Turns a raw micro-batch into table rows and dead letters."""
+
+    @property
+    def schema(self) -> pa.Schema: ...
+
+    def decode(self, raw: pa.Table) -> Decoded: ...
+
+
+def split_dead(
+    raw: pa.Table,
+    decoded: pa.Table,
+    error_class: pa.Array,
+    error_message: pa.Array,
+    schema: pa.Schema,
+) -> Decoded:
+    """Assemble rows (Kafka columns + decoded columns) and dead letters from per-record errors.
+
+    `decoded` is row-aligned with `raw`; records with a non-null `error_class` go to the dead
+    letters with their raw value, the rest to the table.
+    """
+    bad = pc.is_valid(error_class)
+    good = pc.invert(bad)
+    kafka = raw.select(KAFKA_SCHEMA.names)
+    rows = pa.Table.from_arrays(
+        [*kafka.columns, *decoded.columns], names=[*KAFKA_SCHEMA.names, *decoded.column_names]
+    )
+    n_bad = pc.sum(bad.cast(pa.int64())).as_py() or 0
+    rows = rows if n_bad == 0 else rows.filter(good)
+    return Decoded(
+        rows.cast(schema),
+        dead_letter_rows(raw.filter(bad), error_class.filter(bad), error_message.filter(bad)),
+    )
+
+
+def dead_letter_rows(raw: pa.Table, error_class: pa.Array, error_message: pa.Array) -> pa.Table:
+    """Dead-letter rows: the record's position, raw bytes and the reason it was rejected."""
+    version = pa.array([__version__] * raw.num_rows, pa.string())
+    return pa.Table.from_arrays(
+        [*raw.select([*KAFKA_SCHEMA.names, "value"]).columns, error_class, error_message, version],
+        schema=DEAD_LETTER_SCHEMA,
+    )

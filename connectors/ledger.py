@@ -1,0 +1,225 @@
+"""The offset ledger: which offsets of each partition a table holds, stored in the table's own log.
+
+The ledger lives in Delta `txn` (set-transaction) actions written in the same commit as the
+data, so data and progress are one atomic step. `txn` actions are kept in checkpoints and
+survive log cleanup, unlike `commitInfo`, and reading one costs the same however long the
+history is. A `txn` holds one integer per application id, so each partition's state is spread
+over a few ids:
+
+    lakeport/{topic}/partitions             number of partitions the ledger knows
+    lakeport/{topic}/{p}/seq                bumped by every commit touching p (the fence)
+    lakeport/{topic}/{p}/records            records landed (main table + dead letters)
+    lakeport/{topic}/{p}/dead               records in the dead-letter table
+    lakeport/{topic}/{p}/covered            number of covered spans, then .../covered/{i}/start|end
+    lakeport/{topic}/{p}/lost               number of spans lost to retention, then .../lost/{i}/...
+
+Every commit that touches partition p rewrites p's ids, so two writers racing on p collide in
+delta-rs's conflict checker ("Concurrent transaction failed") and exactly one wins; writers on
+different partitions do not block each other.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from deltalake import DeltaTable, Transaction
+
+from connectors.errors import LakeportError
+from connectors.ranges import OffsetRange, Spans
+
+
+class LedgerError(LakeportError):
+    """A commit would break the ledger's invariants (overlap, or progress going backwards)."""
+
+
+@dataclass(frozen=True)
+class PartitionLedger:
+    """What the table holds of one partition."""
+
+    partition: int
+    covered: Spans = field(default_factory=Spans)
+    lost: Spans = field(default_factory=Spans)
+    records: int = 0
+    dead: int = 0
+    seq: int = 0
+
+    @property
+    def handled(self) -> Spans:
+        """Offsets that need no more reading: landed, or known to be gone."""
+        return self.covered.union(self.lost)
+
+    @property
+    def frontier(self) -> int:
+        """The first offset not handled: everything below it is covered or lost."""
+        first = next(iter(self.handled), None)
+        return first[1] if first and first[0] == 0 else 0
+
+    def missing(self, below: int) -> Spans:
+        """Offsets in [0, below) that are neither covered nor lost."""
+        return Spans.of([(0, below)]).minus(self.handled)
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """The ledger of one table as of one Delta version."""
+
+    topic: str
+    partitions: dict[int, PartitionLedger] = field(default_factory=dict)
+    table_version: int | None = None
+
+    def partition(self, p: int) -> PartitionLedger:
+        return self.partitions.get(p) or PartitionLedger(p)
+
+    @property
+    def partition_count(self) -> int:
+        return max(self.partitions, default=-1) + 1
+
+
+def _app(topic: str, *parts: object) -> str:
+    return "/".join(("lakeport", topic, *(str(p) for p in parts)))
+
+
+def read_ledger(table: DeltaTable, topic: str) -> Ledger:
+    """Read the ledger from the table's current snapshot (a few `txn` look-ups per partition)."""
+    version = table.transaction_version
+
+    def spans(p: int, kind: str) -> Spans:
+        count = version(_app(topic, p, kind)) or 0
+        return Spans.of(
+            (
+                version(_app(topic, p, kind, i, "start")) or 0,
+                version(_app(topic, p, kind, i, "end")) or 0,
+            )
+            for i in range(count)
+        )
+
+    partitions: dict[int, PartitionLedger] = {}
+    for p in range(version(_app(topic, "partitions")) or 0):
+        seq = version(_app(topic, p, "seq"))
+        if seq is None:
+            continue
+        partitions[p] = PartitionLedger(
+            partition=p,
+            covered=spans(p, "covered"),
+            lost=spans(p, "lost"),
+            records=version(_app(topic, p, "records")) or 0,
+            dead=version(_app(topic, p, "dead")) or 0,
+            seq=seq,
+        )
+    return Ledger(topic, partitions, table.version())
+
+
+@dataclass
+class LedgerUpdate:
+    """The changes one commit makes to the ledger, checked before they are written."""
+
+    before: Ledger
+    after: dict[int, PartitionLedger] = field(default_factory=dict)
+    written: list[OffsetRange] = field(default_factory=list)
+    lost: list[OffsetRange] = field(default_factory=list)
+
+    def _current(self, p: int) -> PartitionLedger:
+        return self.after.get(p) or self.before.partition(p)
+
+    def add(self, span: OffsetRange, records: int, dead: int = 0) -> None:
+        """Newly covered offsets: they must not be handled already (that would duplicate)."""
+        current = self._current(span.partition)
+        if current.handled.overlaps([(span.start, span.end)]):
+            raise LedgerError(
+                f"{span} overlaps offsets the table already holds"
+                f" ({current.handled}); refusing to land them twice"
+            )
+        self._set(
+            current,
+            covered=current.covered.union([(span.start, span.end)]),
+            records=current.records + records,
+            dead=current.dead + dead,
+        )
+        self.written.append(span)
+
+    def replace(
+        self, span: OffsetRange, records: int, dead: int, old_records: int, old_dead: int
+    ) -> None:
+        """A window re-read and swapped in: coverage may grow, counts change by the difference."""
+        current = self._current(span.partition)
+        if current.lost.overlaps([(span.start, span.end)]):
+            raise LedgerError(f"{span} overlaps offsets recorded as lost to retention")
+        self._set(
+            current,
+            covered=current.covered.union([(span.start, span.end)]),
+            records=current.records + records - old_records,
+            dead=current.dead + dead - old_dead,
+        )
+        self.written.append(span)
+
+    def move_dead(self, partition: int, count: int) -> None:
+        """Dead letters re-driven into the main table: still covered, no longer dead."""
+        current = self._current(partition)
+        self._set(current, dead=current.dead - count)
+
+    def mark_lost(self, span: OffsetRange) -> None:
+        """Offsets that retention removed before lakeport read them."""
+        current = self._current(span.partition)
+        if current.handled.overlaps([(span.start, span.end)]):
+            raise LedgerError(f"{span} is already handled; cannot mark it lost")
+        self._set(current, lost=current.lost.union([(span.start, span.end)]))
+        self.lost.append(span)
+
+    def _set(self, current: PartitionLedger, **changes: object) -> None:
+        self.after[current.partition] = replace(current, **changes)  # type: ignore[arg-type]
+
+    def __bool__(self) -> bool:
+        return bool(self.after)
+
+    def transactions(self) -> list[Transaction]:
+        """The `txn` actions of this update: every slot of every touched partition, seq + 1."""
+        topic = self.before.topic
+        now = int(time.time() * 1000)
+        actions: list[Transaction] = []
+        count = max(self.before.partition_count, max(self.after, default=-1) + 1)
+        if count > self.before.partition_count:
+            actions.append(Transaction(_app(topic, "partitions"), count, now))
+        for p, new in sorted(self.after.items()):
+            old = self.before.partition(p)
+            if old.handled.minus(new.handled):
+                raise LedgerError(f"partition {p}: handled offsets would shrink")
+            if new.records < 0 or new.dead < 0 or new.dead > new.records:
+                raise LedgerError(f"partition {p}: impossible counts {new.records}/{new.dead}")
+            slots: list[tuple[tuple[object, ...], int]] = [
+                (("seq",), old.seq + 1),
+                (("records",), new.records),
+                (("dead",), new.dead),
+            ]
+            for kind, spans in (("covered", new.covered), ("lost", new.lost)):
+                slots.append(((kind,), len(spans)))
+                for i, (start, end) in enumerate(spans):
+                    slots += [((kind, i, "start"), start), ((kind, i, "end"), end)]
+            actions += [Transaction(_app(topic, p, *key), value, now) for key, value in slots]
+        return actions
+
+    def commit_metadata(
+        self, operation: str, extra: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        """What this commit did, readable in `DESCRIBE HISTORY` (the txn slots are the truth)."""
+        from connectors import __version__
+
+        return {
+            "lakeport.operation": operation,
+            "lakeport.topic": self.before.topic,
+            "lakeport.ranges": _ranges_json(self.written),
+            "lakeport.lost": _ranges_json(self.lost),
+            "lakeport.version": __version__,
+            **(extra or {}),
+        }
+
+
+def _ranges_json(ranges: Iterable[OffsetRange]) -> str:
+    return json.dumps([[r.partition, r.start, r.end] for r in sorted(ranges)])
+
+
+def parse_ranges(text: str) -> list[OffsetRange]:
+    """Inverse of the `lakeport.ranges` commit metadata."""
+    return [OffsetRange(p, s, e) for p, s, e in json.loads(text)]
