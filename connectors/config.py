@@ -72,6 +72,8 @@ class StreamConfig(_Strict):
     table: Annotated[str, Field(pattern=_NAME)]
     format: Literal["json", "avro"] = "json"
     schema_file: str = Field(min_length=1)
+    avro_framing: Literal["confluent", "schemaless"] = "confluent"
+    schema_registry_url: str | None = None
     group_id: str | None = None
     on_retention_loss: Literal["fail", "record-and-continue"] = "fail"
     batch_records: int = Field(default=100_000, gt=0)
