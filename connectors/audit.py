@@ -9,9 +9,11 @@ rows (table + dead letters) as the ledger recorded.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 from connectors.ingest import Stream
 from connectors.kafka_client import KafkaError, PartitionMarks, open_consumer, partition_marks
@@ -31,6 +33,12 @@ class PartitionStatus:
     dead: int
 
     @property
+    def holes(self) -> Spans:
+        """Missing offsets below the last handled one: gaps, as opposed to lag at the end."""
+        last = max((e for _, e in self.covered.union(self.lost)), default=0)
+        return self.missing.intersect([(0, last)])
+
+    @property
     def lag(self) -> int | None:
         return None if self.high is None else max(0, self.high - self.frontier)
 
@@ -46,6 +54,10 @@ class StreamStatus:
     @property
     def missing_offsets(self) -> int:
         return sum(p.missing.size for p in self.partitions)
+
+    @property
+    def hole_offsets(self) -> int:
+        return sum(p.holes.size for p in self.partitions)
 
     @property
     def lost_offsets(self) -> int:
@@ -167,3 +179,22 @@ def audit(stream: Stream) -> AuditResult:
                 f" data holds {landed} ({in_dead.get(p, 0)} dead letters)"
             )
     return result
+
+
+def dead_letters_since(stream: Stream, since: datetime) -> int:
+    """Dead letters whose Kafka timestamp is at or after `since`."""
+    table = stream.dead_letters.open_existing()
+    if table is None:
+        return 0
+    return table.to_pyarrow_dataset().count_rows(filter=ds.field("kafka_timestamp") >= since)
+
+
+def last_ingest(stream: Stream, look_back: int = 100) -> datetime | None:
+    """When lakeport last committed to the table (from the newest `look_back` commits)."""
+    table = stream.table.open_existing()
+    if table is None:
+        return None
+    for entry in table.history(look_back):
+        if "lakeport.operation" in entry:
+            return datetime.fromtimestamp(entry["timestamp"] / 1000, UTC)
+    return None

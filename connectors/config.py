@@ -84,6 +84,8 @@ class StreamConfig(_Strict):
     time_partitions: Literal["hourly", "daily"] = "hourly"
     time_partitions_start: str = "2026-01-01"
     schedule: str = "*/5 * * * *"
+    max_lag_records: int = Field(default=100_000, ge=0)
+    freshness_minutes: float = Field(default=30, gt=0)
     description: str | None = None
     owners: list[str] = Field(default_factory=list)
     tags: dict[str, str] = Field(default_factory=dict)

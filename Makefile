@@ -1,0 +1,51 @@
+# The two commands a fresh clone needs:  `make demo`  and  `make test`.
+# Everything they need (Python packages, the Kafka broker jars) is installed from this repo's files.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+JARS := dev/kafka/target/libs/.fetched
+export LAKEPORT_BOOTSTRAP ?= 127.0.0.1:19092
+
+.PHONY: demo test lint ui broker-stop install jars clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(JARS): dev/kafka/pom.xml
+	mvn -q -B -f dev/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=target/libs -DincludeScope=runtime
+	touch $@
+
+install: $(STAMP) $(JARS)
+
+## Run the main job on the embedded default: local broker, sample Upvest events, ./lakehouse
+demo: install
+	$(BIN)/lakeport broker start --port 19092
+	$(BIN)/lakeport produce-sample --stream notifications --count 20000 --awkward 0.002
+	mkdir -p .lakeport/dagster-home && cp dev/dagster/dagster.yaml .lakeport/dagster-home/
+	DAGSTER_HOME=$(CURDIR)/.lakeport/dagster-home $(BIN)/python -m pipelines.demo
+	$(BIN)/lakeport query "PIVOT (SELECT category, 'p' || kafka_partition AS p FROM notifications) ON p USING count(*) GROUP BY category ORDER BY category"
+	$(BIN)/lakeport status
+	@echo
+	@echo "Open the Dagster UI:   make ui   (then http://127.0.0.1:3000)"
+	@echo "Stop the local broker: make broker-stop"
+
+## The whole test suite (real Kafka broker, real Delta tables, real Dagster runs), then the linter
+test: install
+	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+ui: install
+	mkdir -p .lakeport/dagster-home && cp dev/dagster/dagster.yaml .lakeport/dagster-home/
+	DAGSTER_HOME=$(CURDIR)/.lakeport/dagster-home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+broker-stop:
+	$(BIN)/lakeport broker stop
+
+clean:
+	rm -rf $(VENV) dev/kafka/target lakehouse .lakeport

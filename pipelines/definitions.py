@@ -1,0 +1,35 @@
+"""Builds the Dagster definitions from lakeport's configuration file: one set per stream."""
+
+from pathlib import Path
+
+from dagster import Definitions
+
+from connectors.config import config_path, load_config
+from connectors.table_schema import load_schema
+from pipelines.assets import stream_asset
+from pipelines.checks import stream_checks
+from pipelines.resources import LakeportResource
+from pipelines.schedules import ingest_schedule, upkeep_schedule
+from pipelines.upkeep import upkeep_job
+
+
+def build_definitions(path: str | Path | None = None) -> Definitions:
+    """Assets, checks, schedules and upkeep jobs for every stream of the config file."""
+    file = config_path(path).resolve()
+    config = load_config(file)
+    assets, checks, schedules, jobs = [], [], [], []
+    for name, stream in config.streams.items():
+        asset = stream_asset(name, stream, load_schema(config.schema_path(stream)))
+        assets.append(asset)
+        checks += stream_checks(name, stream)
+        schedules.append(ingest_schedule(name, stream, asset))
+        job = upkeep_job(name, stream.table)
+        jobs.append(job)
+        schedules.append(upkeep_schedule(job))
+    return Definitions(
+        assets=assets,
+        asset_checks=checks,
+        schedules=schedules,
+        jobs=jobs,
+        resources={"lakeport": LakeportResource(config_path=str(file))},
+    )

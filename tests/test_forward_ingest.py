@@ -1,0 +1,103 @@
+"""Forward ingestion against a real broker: every record exactly once, progress in the table."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pyarrow as pa
+from datafusion import SessionContext
+from deltalake import DeltaTable, QueryBuilder
+
+from connectors.audit import audit, status
+from connectors.ingest import Stream, run_forward
+from connectors.kafka_client import client_settings
+from connectors.ledger import parse_ranges, read_ledger
+from connectors.query import connect
+from connectors.sample_events import Awkward, notification_events, produce_sample
+
+
+def produce(stream: Stream, count: int, seed: int = 7, awkward: Awkward | None = None) -> dict[int, int]:
+    report = produce_sample(
+        client_settings(stream.connection),
+        stream.topic,
+        notification_events(count, seed=seed, awkward=awkward or Awkward()),
+    )
+    return report.per_partition
+
+
+def positions(stream: Stream) -> list[tuple[int, int]]:
+    table = DeltaTable(stream.table.uri).to_pyarrow_table(columns=["kafka_partition", "kafka_offset"])
+    return sorted(zip(table["kafka_partition"].to_pylist(), table["kafka_offset"].to_pylist(), strict=True))
+
+
+def test_two_runs_land_every_record_exactly_once_and_ledger_names_the_ranges(stream: Stream) -> None:
+    first = produce(stream, 3000, seed=1)
+    report1 = run_forward(stream)
+    second = produce(stream, 2000, seed=2)
+    report2 = run_forward(stream)
+
+    expected = sorted(
+        (p, o) for p in set(first) | set(second) for o in range(first.get(p, 0) + second.get(p, 0))
+    )
+    assert positions(stream) == expected
+    assert report1.records == 3000 and report2.records == 2000
+
+    table = DeltaTable(stream.table.uri)
+    ledger = read_ledger(table, stream.topic)
+    for p, part in ledger.partitions.items():
+        total = first.get(p, 0) + second.get(p, 0)
+        assert list(part.covered) == [(0, total)]
+        assert part.records == total and part.dead == 0
+    written = [
+        r
+        for entry in table.history()
+        if entry.get("lakeport.operation") == "forward"
+        for r in parse_ranges(entry["lakeport.ranges"])
+    ]
+    assert sorted((r.partition, r.start, r.end) for r in written) == sorted(
+        [(p, 0, n) for p, n in first.items()] + [(p, first.get(p, 0), first.get(p, 0) + n) for p, n in second.items()]
+    )
+    assert audit(stream).ok
+
+
+def test_run_with_nothing_new_makes_no_commit(stream: Stream) -> None:
+    produce(stream, 500)
+    run_forward(stream)
+    version = DeltaTable(stream.table.uri).version()
+    report = run_forward(stream)
+    assert report.records == 0 and report.commits == 0
+    assert DeltaTable(stream.table.uri).version() == version
+
+
+def test_sql_engines_read_the_same_rows(stream: Stream, make_config) -> None:
+    produce(stream, 1200)
+    run_forward(stream)
+    uri = stream.table.uri
+    config = make_config()
+    duck = connect(config).execute("SELECT count(*) FROM events").fetchone()[0]
+    polars_count = pl.scan_delta(uri).select(pl.len()).collect().item()
+    datafusion = pa.table(QueryBuilder().register("events", DeltaTable(uri)).execute("SELECT count(*) AS n FROM events"))
+    ctx = SessionContext()
+    ctx.register_dataset("events", DeltaTable(uri).to_pyarrow_dataset())
+    datafusion_ctx = ctx.sql("SELECT count(*) AS n FROM events").to_pydict()["n"][0]
+    assert duck == polars_count == datafusion["n"][0].as_py() == datafusion_ctx == 1200
+
+
+def test_awkward_records_land_exactly_or_as_dead_letters_with_raw_bytes(stream: Stream) -> None:
+    produce(stream, 4000, awkward=Awkward.all(0.02))
+    report = run_forward(stream)
+    expected = list(notification_events(4000, awkward=Awkward.all(0.02)))
+    assert report.records + report.dead == 4000
+    dead = DeltaTable(stream.dead_letters.uri).to_pyarrow_table().to_pylist()
+    kinds = {r.kind for r in expected}
+    assert {"not_json", "not_utf8"} <= kinds
+    bad_values = {r.value for r in expected if r.kind in ("not_json", "not_utf8")}
+    assert {d["value"] for d in dead} == bad_values
+    assert {d["error_class"] for d in dead} <= {"not_json_object", "not_utf8", "missing_field"}
+    rows = DeltaTable(stream.table.uri).to_pyarrow_table(columns=["type", "created_at_raw", "object"])
+    assert any(t.count(".") >= 1 and t.split(".")[0] not in {"ORDER", "EXECUTION"} for t in rows["type"].to_pylist())
+    assert all(json.loads(o) is not None for o in rows["object"].to_pylist())
+    st = status(stream)
+    assert st.missing_offsets == 0 and sum(p.dead for p in st.partitions) == len(dead)
+    assert audit(stream).ok
