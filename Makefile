@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 $(JARS): dev/kafka/pom.xml
-	mvn -q -B -f dev/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=target/libs -DincludeScope=runtime
+	mvn -q -B -f dev/kafka/pom.xml package
 	touch $@
 
 install: $(STAMP) $(JARS)
