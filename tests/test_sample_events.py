@@ -20,6 +20,7 @@ import pytest
 from connectors.sample_events import (
     KINDS,
     Awkward,
+    SampleProduceError,
     SampleRecord,
     _record,
     _uuid4,
@@ -432,7 +433,7 @@ def test_produce_sample_raises_when_deliveries_fail() -> None:
         "message.timeout.ms": "200",
         "enable.idempotence": "false",
     }
-    with pytest.raises(RuntimeError, match="failed delivery"):
+    with pytest.raises(SampleProduceError, match="failed delivery"):
         produce_sample(config, "nowhere", notification_events(10), create_topic=False)
 
 
@@ -460,5 +461,5 @@ def test_produce_sample_refuses_an_existing_topic_with_other_partition_count(
     import confluent_kafka.admin
 
     monkeypatch.setattr(confluent_kafka.admin, "AdminClient", _FakeAdmin)
-    with pytest.raises(RuntimeError, match="exists with 4 partitions, expected 6"):
+    with pytest.raises(SampleProduceError, match="exists with 4 partitions, expected 6"):
         produce_sample({"bootstrap.servers": "x:1"}, "t", [], partitions=6)
