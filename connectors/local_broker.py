@@ -564,6 +564,9 @@ class LocalBroker:
             "auto.create.topics.enable": "false",
             "delete.topic.enable": "true",
             "log.retention.check.interval.ms": "30000",
+            # Sample events carry fixed timestamps in the past; time-based retention would
+            # delete them within a minute. Tests simulate retention with delete_records.
+            "log.retention.ms": "-1",
             "log.flush.offset.checkpoint.interval.ms": "5000",
             # After kill() the restarted controller waits for the dead broker's session to
             # expire before the new incarnation may register: keep that short (default 9 s).
