@@ -26,6 +26,7 @@ install: $(STAMP) $(JARS)
 demo: install
 	$(BIN)/lakeport broker start --port 19092
 	$(BIN)/lakeport produce-sample --stream notifications --count 20000 --awkward 0.002
+	$(BIN)/lakeport produce-sample --stream prices --kind prices --count 5000
 	mkdir -p .lakeport/dagster-home && cp dev/dagster/dagster.yaml .lakeport/dagster-home/
 	DAGSTER_HOME=$(CURDIR)/.lakeport/dagster-home $(BIN)/python -m pipelines.demo
 	$(BIN)/lakeport query "PIVOT (SELECT category, 'p' || kafka_partition AS p FROM notifications) ON p USING count(*) GROUP BY category ORDER BY category"
