@@ -146,6 +146,25 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_connection(args: argparse.Namespace) -> int:
+    from connectors.connection_check import check_connection
+    from connectors.ingest import Stream
+    from connectors.kafka_client import KafkaError
+
+    config = _config(args)
+    failed: list[str] = []
+    for name in _streams(args, config):
+        report = check_connection(Stream.from_config(config, name))
+        print(f"{name}: {'ok' if report.ok else 'FAILED'} ({report.seconds:.1f} s)")
+        for step in report.steps:
+            print(f"  {step}")
+        if report.problem:
+            failed.append(f"{name}: {report.problem}")
+    if failed:
+        raise KafkaError("; ".join(failed))
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from connectors.audit import audit
     from connectors.ingest import Stream
@@ -160,6 +179,25 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(f"  {problem}")
         failed |= not result.ok
     return 1 if failed else 0
+
+
+def cmd_redrive(args: argparse.Namespace) -> int:
+    from connectors.ingest import Stream
+    from connectors.redrive import redrive
+
+    window = None
+    if args.from_offset is not None or args.to_offset is not None or args.partition:
+        if args.from_offset is None or args.to_offset is None or not args.partition:
+            raise ConfigError("--partition, --from-offset and --to-offset go together")
+        window = [OffsetRange(p, args.from_offset, args.to_offset) for p in args.partition]
+    report = redrive(Stream.from_config(_config(args), args.stream), window)
+    print(
+        f"{report.stream}: examined {report.examined} dead letters; moved {report.moved} into the"
+        f" table {report.moved_per_partition}; {report.still_dead} still fail"
+        f" ({report.errors_changed} with a new error); finished {report.finished_earlier_move}"
+        " moves interrupted earlier"
+    )
+    return 0
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -222,6 +260,21 @@ def build_parser() -> argparse.ArgumentParser:
         ("audit", cmd_audit, "check that the data agrees with the ledger"),
     ):
         command(name, handler, text).add_argument("--stream")
+
+    redrive = command(
+        "redrive", cmd_redrive, "re-decode dead letters and move those that now decode"
+    )
+    redrive.add_argument("--stream", required=True)
+    redrive.add_argument("--partition", type=int, action="append")
+    redrive.add_argument("--from-offset", type=int)
+    redrive.add_argument("--to-offset", type=int)
+
+    check = command(
+        "check-connection",
+        cmd_check_connection,
+        "connect, list the topic's partitions and offsets, try the consumer group",
+    )
+    check.add_argument("--stream")
 
     query = command("query", cmd_query, "run SQL over the lakehouse tables (DuckDB)")
     query.add_argument("sql")

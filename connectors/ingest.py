@@ -41,6 +41,10 @@ from connectors.table_schema import StreamSchema, load_schema
 log = logging.getLogger("lakeport")
 
 
+class DecodeError(LakeportError):
+    """A record did not decode and the stream's policy is to stop rather than dead-letter."""
+
+
 class RetentionLossError(LakeportError):
     """Offsets the table still needed were deleted by retention (recorded, then the run stops)."""
 
@@ -235,6 +239,14 @@ def _commit_batch(
 ) -> None:
     """Land one micro-batch: dead letters for its window first (idempotent), then rows + ledger."""
     spans = list(raw.spans)
+    if decoded.dead.num_rows and stream.config.on_decode_error == "fail":
+        first = decoded.dead.slice(0, 1).to_pylist()[0]
+        raise DecodeError(
+            f"stream {stream.name}: {decoded.dead.num_rows} records do not decode, first at"
+            f" partition {first['kafka_partition']} offset {first['kafka_offset']}:"
+            f" {first['error_class']}: {first['error_message']} (nothing of this batch was"
+            " committed; set on_decode_error: dead-letter to keep going)"
+        )
     rows, dead = _per_partition(decoded.rows), _per_partition(decoded.dead)
     update = LedgerUpdate(read_ledger(table, stream.topic))
     if mode == "replace":
