@@ -17,7 +17,9 @@ from connectors.query import connect
 from connectors.sample_events import Awkward, notification_events, produce_sample
 
 
-def produce(stream: Stream, count: int, seed: int = 7, awkward: Awkward | None = None) -> dict[int, int]:
+def produce(
+    stream: Stream, count: int, seed: int = 7, awkward: Awkward | None = None
+) -> dict[int, int]:
     report = produce_sample(
         client_settings(stream.connection),
         stream.topic,
@@ -27,11 +29,17 @@ def produce(stream: Stream, count: int, seed: int = 7, awkward: Awkward | None =
 
 
 def positions(stream: Stream) -> list[tuple[int, int]]:
-    table = DeltaTable(stream.table.uri).to_pyarrow_table(columns=["kafka_partition", "kafka_offset"])
-    return sorted(zip(table["kafka_partition"].to_pylist(), table["kafka_offset"].to_pylist(), strict=True))
+    table = DeltaTable(stream.table.uri).to_pyarrow_table(
+        columns=["kafka_partition", "kafka_offset"]
+    )
+    return sorted(
+        zip(table["kafka_partition"].to_pylist(), table["kafka_offset"].to_pylist(), strict=True)
+    )
 
 
-def test_two_runs_land_every_record_exactly_once_and_ledger_names_the_ranges(stream: Stream) -> None:
+def test_two_runs_land_every_record_exactly_once_and_ledger_names_the_ranges(
+    stream: Stream,
+) -> None:
     first = produce(stream, 3000, seed=1)
     report1 = run_forward(stream)
     second = produce(stream, 2000, seed=2)
@@ -56,7 +64,8 @@ def test_two_runs_land_every_record_exactly_once_and_ledger_names_the_ranges(str
         for r in parse_ranges(entry["lakeport.ranges"])
     ]
     assert sorted((r.partition, r.start, r.end) for r in written) == sorted(
-        [(p, 0, n) for p, n in first.items()] + [(p, first.get(p, 0), first.get(p, 0) + n) for p, n in second.items()]
+        [(p, 0, n) for p, n in first.items()]
+        + [(p, first.get(p, 0), first.get(p, 0) + n) for p, n in second.items()]
     )
     assert audit(stream).ok
 
@@ -77,7 +86,11 @@ def test_sql_engines_read_the_same_rows(stream: Stream, make_config) -> None:
     config = make_config()
     duck = connect(config).execute("SELECT count(*) FROM events").fetchone()[0]
     polars_count = pl.scan_delta(uri).select(pl.len()).collect().item()
-    datafusion = pa.table(QueryBuilder().register("events", DeltaTable(uri)).execute("SELECT count(*) AS n FROM events"))
+    datafusion = pa.table(
+        QueryBuilder()
+        .register("events", DeltaTable(uri))
+        .execute("SELECT count(*) AS n FROM events")
+    )
     ctx = SessionContext()
     ctx.register_dataset("events", DeltaTable(uri).to_pyarrow_dataset())
     datafusion_ctx = ctx.sql("SELECT count(*) AS n FROM events").to_pydict()["n"][0]
@@ -95,9 +108,47 @@ def test_awkward_records_land_exactly_or_as_dead_letters_with_raw_bytes(stream: 
     bad_values = {r.value for r in expected if r.kind in ("not_json", "not_utf8")}
     assert {d["value"] for d in dead} == bad_values
     assert {d["error_class"] for d in dead} <= {"not_json_object", "not_utf8", "missing_field"}
-    rows = DeltaTable(stream.table.uri).to_pyarrow_table(columns=["type", "created_at_raw", "object"])
-    assert any(t.count(".") >= 1 and t.split(".")[0] not in {"ORDER", "EXECUTION"} for t in rows["type"].to_pylist())
+    rows = DeltaTable(stream.table.uri).to_pyarrow_table(
+        columns=["type", "created_at_raw", "object"]
+    )
+    assert any(
+        t.count(".") >= 1 and t.split(".")[0] not in {"ORDER", "EXECUTION"}
+        for t in rows["type"].to_pylist()
+    )
     assert all(json.loads(o) is not None for o in rows["object"].to_pylist())
     st = status(stream)
     assert st.missing_offsets == 0 and sum(p.dead for p in st.partitions) == len(dead)
     assert audit(stream).ok
+
+
+def test_progress_is_mirrored_to_the_consumer_group_but_never_read_back(stream: Stream) -> None:
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    per_partition = produce(stream, 900)
+    run_forward(stream)
+    admin = AdminClient(client_settings(stream.connection))
+
+    def group_offsets() -> dict[int, int]:
+        request = [
+            ConsumerGroupTopicPartitions(
+                stream.group_id, [TopicPartition(stream.topic, p) for p in per_partition]
+            )
+        ]
+        (future,) = admin.list_consumer_group_offsets(request).values()
+        return {tp.partition: tp.offset for tp in future.result().topic_partitions}
+
+    assert group_offsets() == per_partition
+
+    # Rewinding the group does not make lakeport re-read: the table is the source of truth.
+    from confluent_kafka import Consumer
+
+    rewind = Consumer({**client_settings(stream.connection), "group.id": stream.group_id})
+    rewind.commit(
+        offsets=[TopicPartition(stream.topic, p, 0) for p in per_partition], asynchronous=False
+    )
+    rewind.close()
+    report = run_forward(stream)
+    assert report.records == 0
+    assert positions(stream) == sorted((p, o) for p, n in per_partition.items() for o in range(n))
+    assert group_offsets() == per_partition
