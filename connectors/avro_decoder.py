@@ -20,6 +20,7 @@ dead-lettering good records because of it would lose them from the table.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import uuid
@@ -164,6 +165,13 @@ class _Failure:
     message: str
 
 
+@functools.cache
+def registry_client(url: str) -> SchemaRegistryClient:
+    """One registry client per URL and process: writer schemas are cached across runs, and a
+    `mock://` registry is the same one for a test's producer and lakeport."""
+    return SchemaRegistryClient.new_client({"url": url})
+
+
 class AvroDecoder:
     """Decodes Avro values into the columns of a stream's `.avsc` (the reader schema)."""
 
@@ -180,7 +188,7 @@ class AvroDecoder:
                 raise AvroConfigError(
                     f"stream {config.table!r}: avro_framing 'confluent' needs schema_registry_url"
                 )
-            registry = SchemaRegistryClient({"url": config.schema_registry_url})
+            registry = registry_client(config.schema_registry_url)
         self._registry = registry
         reader = _strip_record(schema.avro)
         self._reader = fastavro.parse_schema(reader)
