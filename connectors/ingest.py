@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,6 +21,7 @@ import pyarrow.compute as pc
 from confluent_kafka import Consumer
 from deltalake import DeltaTable
 
+from connectors.background import ahead
 from connectors.config import ConnectionConfig, LakeportConfig, StreamConfig
 from connectors.decoding import Decoded, Decoder
 from connectors.delta_store import ConcurrentChange, DeltaStore, dead_letter_store
@@ -172,11 +174,13 @@ def _run(stream: Stream, mode: Mode, make_plan: PlanMaker, attempts: int = 5) ->
                     if stream.config.max_seconds_per_run
                     else None
                 )
-                for raw in read_ranges(consumer, stream.topic, plan.ranges, stream.limits()):
-                    _commit_batch(stream, table, raw, decoder.decode(raw.records), mode, report)
-                    if deadline is not None and time.monotonic() > deadline:
-                        report.warnings.append("stopped at max_seconds_per_run")
-                        break
+                batches = read_ranges(consumer, stream.topic, plan.ranges, stream.limits())
+                with closing(ahead(batches)) as prefetched:  # reader thread ends before reuse
+                    for raw in prefetched:
+                        _commit_batch(stream, table, raw, decoder.decode(raw.records), mode, report)
+                        if deadline is not None and time.monotonic() > deadline:
+                            report.warnings.append("stopped at max_seconds_per_run")
+                            break
                 report.table_version = table.version()
                 ledger = read_ledger(table, stream.topic)
                 frontiers = {p: ledger.partition(p).frontier for p in ledger.partitions}
