@@ -1,0 +1,1 @@
+"""Benchmarks of lakeport against a real local Kafka broker (`python -m benchmarks.ingest`)."""
