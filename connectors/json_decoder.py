@@ -35,14 +35,37 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _split_path(path: str) -> tuple[str, str]:
-    """`$.object.account_id` -> ("object", "$.account_id"); `$.id` -> ("id", "")."""
-    if not path.startswith("$.") or len(path) < 3:
-        raise SchemaError(f"JSON path {path!r} must look like $.key or $.key.sub")
-    key, _, rest = path[2:].partition(".")
-    if not key or any(c in key for c in "[]*\"'"):
-        raise SchemaError(f"JSON path {path!r}: the first key must be a plain name")
-    return key, f"$.{rest}" if rest else ""
+def _path_keys(path: str) -> list[str]:
+    """`$.object.account_id` -> ["object", "account_id"] (plain keys only: one parse serves all)."""
+    keys = path[2:].split(".") if path.startswith("$.") else []
+    if not keys or not all(k and not any(c in k for c in "[]*\"' ") for k in keys):
+        raise SchemaError(f"JSON path {path!r} must look like $.key or $.key.sub.sub")
+    return keys
+
+
+def _structure(paths: list[list[str]], raw: set[str]) -> dict[str, object]:
+    """The `from_json` structure: nested objects for sub-paths, `JSON` for keys kept as text
+    (their sub-paths are read by a second `from_json` of that text only)."""
+    tree: dict[str, object] = {}
+    for keys in paths:
+        if keys[0] in raw:
+            tree[keys[0]] = "JSON"
+            continue
+        node: object = tree
+        for key in keys[:-1]:
+            node = node.setdefault(key, {}) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or isinstance(node.get(keys[-1]), dict):
+            raise SchemaError(f"JSON path $.{'.'.join(keys)} is both a value and an object")
+        node[keys[-1]] = "VARCHAR"
+    return tree
+
+
+def _sub_structure(paths: list[list[str]], key: str) -> dict[str, object]:
+    return _structure([k[1:] for k in paths if k[0] == key and len(k) > 1], set())
+
+
+def _access(base: str, keys: list[str]) -> str:
+    return base + "".join(f".{_ident(k)}" for k in keys)
 
 
 def _typed(column: Column, text: str) -> str:
@@ -86,22 +109,27 @@ class JsonDecoder:
     def _build_sql(self) -> str:
         extracted = [c for c in self._schema.columns if c.sql is None]
         derived = [c for c in self._schema.columns if c.sql is not None]
-        top: dict[str, str] = {}
-        for c in extracted:
-            key, rest = _split_path(c.path)
-            top[key] = "JSON" if (rest or c.raw or top.get(key) == "JSON") else "VARCHAR"
-        structure = _literal(json.dumps(top))
+        paths = [_path_keys(c.path) for c in extracted]
+        nested = {keys[0] for keys in paths if len(keys) > 1}
+        raw = {keys[0] for c, keys in zip(extracted, paths, strict=True) if c.raw} | {
+            keys[0] for keys in paths if len(keys) == 1 and keys[0] in nested
+        }
+        structure = _literal(json.dumps(_structure(paths, raw)))
+        subs = {
+            key: f"try(from_json(s.{_ident(key)}, {_literal(json.dumps(_sub_structure(paths, key)))}))"
+            f" AS {_ident('sub_' + key)}"
+            for key in sorted(raw)
+            if _sub_structure(paths, key)
+        }
 
         texts, typed, errors = [], [], []
-        for i, c in enumerate(extracted):
-            key, rest = _split_path(c.path)
-            source = f"s.{_ident(key)}"
-            if rest:
-                text = f"json_extract_string({source}, {_literal(rest)})"
-            elif top[key] == "JSON" and not c.raw:
-                text = f"({source} ->> '$')"
+        for i, (c, keys) in enumerate(zip(extracted, paths, strict=True)):
+            if keys[0] in raw and len(keys) > 1:
+                text = _access(_ident("sub_" + keys[0]), keys[1:])
+            elif keys[0] in raw:
+                text = f"CAST(s.{_ident(keys[0])} AS VARCHAR)"
             else:
-                text = f"CAST({source} AS VARCHAR)"
+                text = _access("s", keys)
             texts.append(f"{text} AS t{i}")
             typed.append(f"{_typed(c, f't{i}')} AS {_ident(c.name)}")
             where = f"field {c.name!r} ({c.path})"
@@ -113,14 +141,15 @@ class JsonDecoder:
                         _literal(f"required {where} is missing or null"),
                     )
                 )
-            errors.append(
-                (
-                    f"t{i} IS NOT NULL AND t{i} <> '' AND {_ident(c.name)} IS NULL",
-                    "bad_value",
-                    f"{_literal(where + ': ')} || left(t{i}, 200) || "
-                    f"{_literal(' is not a valid ' + json.dumps(c.avro_type))}",
+            if typed[-1] != f"t{i} AS {_ident(c.name)}":
+                errors.append(
+                    (
+                        f"t{i} IS NOT NULL AND t{i} <> '' AND {_ident(c.name)} IS NULL",
+                        "bad_value",
+                        f"{_literal(where + ': ')} || left(t{i}, 200) || "
+                        f"{_literal(' is not a valid ' + json.dumps(c.avro_type))}",
+                    )
                 )
-            )
         checks = [
             ("value IS NULL", "null_value", "'the record has no value (a tombstone)'"),
             ("txt IS NULL", "not_utf8", "'the value is not valid UTF-8'"),
@@ -136,12 +165,15 @@ class JsonDecoder:
                    CASE {error_class} END AS _error_class,
                    CASE {error_message} END AS _error_message
             FROM (
-                SELECT *, {", ".join([*derived_sql, "NULL AS _unused"])}
+                SELECT *{"".join(", " + d for d in derived_sql)}
                 FROM (
                     SELECT value, txt, s, {", ".join(texts)}, {", ".join(typed)}
                     FROM (
-                        SELECT value, txt, try(from_json(txt, {structure})) AS s
-                        FROM (SELECT value, try(decode(value)) AS txt FROM raw)
+                        SELECT *{"".join(", " + sub for sub in subs.values())}
+                        FROM (
+                            SELECT value, txt, try(from_json(txt, {structure})) AS s
+                            FROM (SELECT value, try(decode(value)) AS txt FROM raw)
+                        )
                     )
                 )
             )
