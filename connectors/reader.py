@@ -15,13 +15,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+import pyarrow.compute as pc
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from connectors.errors import LakeportError
 from connectors.ranges import OffsetRange
 from connectors.table_schema import KAFKA_FIELDS, KAFKA_HEADER, UTC_MICROS
 
 RAW_SCHEMA = pa.schema([*KAFKA_FIELDS, pa.field("value", pa.binary())])
+HEADERS = pa.list_(KAFKA_HEADER)
 
 
 class ReadError(LakeportError):
@@ -79,13 +81,8 @@ def _read_batch(
     limits: ReadLimits,
 ) -> RawBatch | None:
     """Consume one micro-batch; None when nothing arrived before the idle timeout."""
-    partitions: list[int] = []
-    offsets: list[int] = []
-    timestamps: list[int] = []
-    keys: list[bytes | None] = []
-    headers: list[list[tuple[str, bytes]] | None] = []
-    values: list[bytes | None] = []
-    size = 0
+    chunks: list[pa.RecordBatch] = []
+    records = size = 0
     began = {p: position[p] for p in open_parts}
     idle_since = time.monotonic()
     # Millions of short-lived message objects make the cyclic GC take about half the loop's
@@ -93,41 +90,23 @@ def _read_batch(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        while open_parts and len(values) < limits.batch_records and size < limits.batch_bytes:
-            want = min(limits.batch_records - len(values), 10_000)
+        while open_parts and records < limits.batch_records and size < limits.batch_bytes:
+            want = min(limits.batch_records - records, 10_000)
             messages = consumer.consume(want, timeout=limits.poll_timeout)
             if not messages:
                 if time.monotonic() - idle_since > limits.idle_timeout:
                     break
                 continue
             idle_since = time.monotonic()
-            for m in messages:
-                p = m.partition()
-                if p not in open_parts:
-                    continue
-                err = m.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        position[p] = max(position[p], m.offset())
-                    else:
-                        raise ReadError(f"reading {topic}[{p}] failed: {err.str()}")
-                else:
-                    o = m.offset()
-                    if o < ends[p]:
-                        v = m.value()
-                        partitions.append(p)
-                        offsets.append(o)
-                        timestamps.append(m.timestamp()[1])
-                        keys.append(m.key())
-                        headers.append(m.headers())
-                        values.append(v)
-                        if v is not None:
-                            size += len(v)
-                    position[p] = o + 1
-                if position[p] >= ends[p]:
-                    position[p] = ends[p]
-                    open_parts.discard(p)
-                    consumer.incremental_unassign([TopicPartition(topic, p)])
+            messages = _without_events(topic, messages, ends, position)
+            if messages:
+                chunk = _chunk(topic, messages, ends, position)
+                records += chunk.num_rows
+                size += pc.sum(pc.binary_length(chunk.column("value"))).as_py() or 0
+                chunks.append(chunk)
+            for p in [p for p in open_parts if position[p] == ends[p]]:
+                open_parts.discard(p)
+                consumer.incremental_unassign([TopicPartition(topic, p)])
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -136,16 +115,54 @@ def _read_batch(
     )
     if not spans:
         return None
-    records = pa.Table.from_arrays(
+    return RawBatch(pa.Table.from_batches(chunks, schema=RAW_SCHEMA), spans, size)
+
+
+def _without_events(
+    topic: str, messages: list[Message], ends: dict[int, int], position: dict[int, int]
+) -> list[Message]:
+    """Apply partition-EOF events to the positions, raise on real errors, keep the records."""
+    events = [m for m in messages if m.error() is not None]
+    if not events:
+        return messages
+    for m in events:
+        err, p = m.error(), m.partition()
+        if err.code() == KafkaError._PARTITION_EOF:
+            if p in ends:
+                position[p] = min(max(position[p], m.offset()), ends[p])
+        elif p in ends or err.fatal():
+            raise ReadError(f"reading {topic}[{p}] failed: {err.str()}")
+        # Anything else (a broker connection dropping) librdkafka retries by itself; if it
+        # never recovers, the idle timeout ends the batch and the run keeps what it has.
+    return [m for m in messages if m.error() is None]
+
+
+def _chunk(
+    topic: str, messages: list[Message], ends: dict[int, int], position: dict[int, int]
+) -> pa.RecordBatch:
+    """Columns of the messages, one comprehension each, cut at each range's end."""
+    partitions = [m.partition() for m in messages]
+    offsets = [m.offset() for m in messages]
+    last = dict(zip(partitions, offsets, strict=True))  # offsets rise within a partition
+    for p, o in last.items():
+        position[p] = min(max(position[p], o + 1), ends[p])
+    headers = [m.headers() for m in messages]
+    n = len(messages)
+    chunk = pa.RecordBatch.from_arrays(
         [
-            pa.array([topic] * len(values), pa.string()),
+            pa.array([topic] * n, pa.string()),
             pa.array(partitions, pa.int32()),
             pa.array(offsets, pa.int64()),
-            pa.array(timestamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC")).cast(UTC_MICROS),
-            pa.array(keys, pa.binary()),
-            pa.array(headers, pa.list_(KAFKA_HEADER)),
-            pa.array(values, pa.binary()),
+            pa.array([m.timestamp()[1] for m in messages], pa.int64())
+            .cast(pa.timestamp("ms", tz="UTC"))
+            .cast(UTC_MICROS),
+            pa.array([m.key() for m in messages], pa.binary()),
+            pa.nulls(n, HEADERS) if headers.count(None) == n else pa.array(headers, HEADERS),
+            pa.array([m.value() for m in messages], pa.binary()),
         ],
         schema=RAW_SCHEMA,
     )
-    return RawBatch(records, spans, size)
+    if all(o < ends[p] for p, o in last.items()):
+        return chunk
+    limit = pa.array([ends[p] for p in partitions], pa.int64())
+    return chunk.filter(pc.less(chunk.column("kafka_offset"), limit))
