@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from itertools import zip_longest
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -52,24 +54,39 @@ def read_ranges(
 ) -> Iterator[RawBatch]:
     """Yield micro-batches until every range is read or nothing arrives for `idle_timeout`.
 
-    Stopping early is safe: each batch names exactly the spans it holds, so an unfinished
-    range stays missing in the ledger and the next run continues it.
+    A partition with several ranges (holes left by backfills) is read in rounds: the first
+    range of every partition, then the second, and so on. Stopping early is safe: each batch
+    names exactly the spans it holds, so an unfinished range stays missing in the ledger and
+    the next run continues it.
     """
-    ends = {r.partition: r.end for r in ranges if r.end > r.start}
-    starts = {r.partition: r.start for r in ranges if r.end > r.start}
-    if not ends:
-        return
-    consumer.assign([TopicPartition(topic, p, o) for p, o in starts.items()])
-    position = dict(starts)
+    per_partition: dict[int, list[OffsetRange]] = defaultdict(list)
+    for r in sorted(ranges):
+        if r.end > r.start:
+            per_partition[r.partition].append(r)
+    for round_ in zip_longest(*per_partition.values()):
+        current = [r for r in round_ if r is not None]
+        finished = yield from _read_round(consumer, topic, current, limits)
+        if not finished:
+            return
+
+
+def _read_round(
+    consumer: Consumer, topic: str, ranges: list[OffsetRange], limits: ReadLimits
+) -> Generator[RawBatch, None, bool]:
+    """Read at most one range per partition; False if it stopped at the idle timeout."""
+    ends = {r.partition: r.end for r in ranges}
+    position = {r.partition: r.start for r in ranges}
+    consumer.assign([TopicPartition(topic, p, o) for p, o in position.items()])
     open_parts = set(ends)
     try:
         while open_parts:
             batch = _read_batch(consumer, topic, ends, position, open_parts, limits)
             if batch is None:
-                return
+                return False
             yield batch
     finally:
         consumer.unassign()
+    return True
 
 
 def _read_batch(
