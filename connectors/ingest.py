@@ -34,7 +34,7 @@ from connectors.kafka_client import (
     open_consumer,
     partition_marks,
 )
-from connectors.ledger import Ledger, LedgerError, LedgerUpdate, read_ledger
+from connectors.ledger import Ledger, LedgerError, LedgerUpdate, LedgerView
 from connectors.planner import Mode, Plan, plan_forward, plan_window, time_window
 from connectors.ranges import OffsetRange
 from connectors.reader import RawBatch, ReadLimits, read_ranges
@@ -161,34 +161,26 @@ def offset_window(
 def _run(stream: Stream, mode: Mode, make_plan: PlanMaker, attempts: int = 5) -> RunReport:
     report = RunReport(stream.name, mode)
     began = time.monotonic()
-    decoder = stream.decoder()
+    decoder: Decoder | None = None
     for attempt in range(attempts):
         try:
             with open_consumer(stream.connection, stream.group_id) as consumer:
                 marks = partition_marks(consumer, stream.topic)
-                table = stream.table.open()
-                plan = make_plan(read_ledger(table, stream.topic), marks, consumer)
-                _record_unreadable(stream, table, plan, report)
-                deadline = (
-                    began + stream.config.max_seconds_per_run
-                    if stream.config.max_seconds_per_run
-                    else None
-                )
-                batches = read_ranges(consumer, stream.topic, plan.ranges, stream.limits())
-                with closing(ahead(batches)) as prefetched:  # reader thread ends before reuse
-                    for raw in prefetched:
-                        _commit_batch(stream, table, raw, decoder.decode(raw.records), mode, report)
-                        if deadline is not None and time.monotonic() > deadline:
-                            report.warnings.append("stopped at max_seconds_per_run")
-                            break
-                report.table_version = table.version()
-                ledger = read_ledger(table, stream.topic)
+                ledgers = LedgerView(stream.table.open(), stream.topic)
+                plan = make_plan(ledgers.current(), marks, consumer)
+                _record_unreadable(stream, ledgers, plan, report)
+                if plan.ranges:
+                    decoder = decoder or stream.decoder()
+                    _land(stream, consumer, ledgers, plan, decoder, report, began)
+                report.table_version = ledgers.table.version()
+                ledger = ledgers.current()
                 frontiers = {p: ledger.partition(p).frontier for p in ledger.partitions}
                 warning = mirror_group_offsets(consumer, stream.topic, frontiers)
                 if warning:
                     report.warnings.append(warning)
-                fresh = partition_marks(consumer, stream.topic)
-                report.lag = {p: max(0, m.high - frontiers.get(p, 0)) for p, m in fresh.items()}
+                if report.commits:
+                    marks = partition_marks(consumer, stream.topic)
+                report.lag = {p: max(0, m.high - frontiers.get(p, 0)) for p, m in marks.items()}
             break
         except (ConcurrentChange, LedgerError) as exc:
             if attempt == attempts - 1:
@@ -209,15 +201,38 @@ def _run(stream: Stream, mode: Mode, make_plan: PlanMaker, attempts: int = 5) ->
     return report
 
 
-def _record_unreadable(stream: Stream, table: DeltaTable, plan: Plan, report: RunReport) -> None:
+def _land(
+    stream: Stream,
+    consumer: Consumer,
+    ledgers: LedgerView,
+    plan: Plan,
+    decoder: Decoder,
+    report: RunReport,
+    began: float,
+) -> None:
+    """Read the plan's ranges and commit them micro-batch by micro-batch."""
+    limit = stream.config.max_seconds_per_run
+    batches = read_ranges(consumer, stream.topic, plan.ranges, stream.limits())
+    with closing(ahead(batches)) as prefetched:  # the reader thread ends before reuse
+        for raw in prefetched:
+            _commit_batch(stream, ledgers, raw, decoder.decode(raw.records), plan.mode, report)
+            if limit is not None and time.monotonic() - began > limit:
+                report.warnings.append("stopped at max_seconds_per_run")
+                break
+
+
+def _record_unreadable(stream: Stream, ledgers: LedgerView, plan: Plan, report: RunReport) -> None:
     """Record offsets retention deleted before they were read, in one ledger-only commit."""
     unreadable = [*plan.never_read, *plan.retention_loss]
     if not unreadable:
         return
-    update = LedgerUpdate(read_ledger(table, stream.topic))
+    update = LedgerUpdate(ledgers.current())
     for r in unreadable:
         update.mark_lost(r)
-    stream.table.commit(table, stream.table.schema.empty_table(), update, "retention")
+    version = stream.table.commit(
+        ledgers.table, stream.table.schema.empty_table(), update, "retention"
+    )
+    ledgers.committed(update, version)
     report.lost += plan.retention_loss
     report.commits += 1
     if plan.retention_loss:
@@ -235,7 +250,7 @@ def _per_partition(table: pa.Table) -> dict[int, int]:
 
 def _commit_batch(
     stream: Stream,
-    table: DeltaTable,
+    ledgers: LedgerView,
     raw: RawBatch,
     decoded: Decoded,
     mode: Mode,
@@ -252,7 +267,8 @@ def _commit_batch(
             " committed; set on_decode_error: dead-letter to keep going)"
         )
     rows, dead = _per_partition(decoded.rows), _per_partition(decoded.dead)
-    update = LedgerUpdate(read_ledger(table, stream.topic))
+    table = ledgers.table
+    update = LedgerUpdate(ledgers.current())
     if mode == "replace":
         old_dead = _existing_per_span(stream.dead_letters, spans)
         old_rows = _existing_per_span(stream.table, spans, table)
@@ -276,6 +292,7 @@ def _commit_batch(
             "lakeport.dead_letters": str(decoded.dead.num_rows),
         },
     )
+    ledgers.committed(update, report.table_version)
     report.commits += 1
     report.ranges += spans
     report.records += decoded.rows.num_rows

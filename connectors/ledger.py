@@ -78,6 +78,33 @@ class Ledger:
         return max(self.partitions, default=-1) + 1
 
 
+class LedgerView:
+    """The ledger of a table being written, re-read only when someone else committed.
+
+    After a commit of ours the new ledger is known (the update applied); reading it back
+    costs a few dozen `txn` look-ups per micro-batch. It must match the snapshot the next
+    commit is made against, so any foreign commit in between forces a fresh read.
+    """
+
+    def __init__(self, table: DeltaTable, topic: str) -> None:
+        self.table = table
+        self._topic = topic
+        self._ledger = read_ledger(table, topic)
+
+    def current(self) -> Ledger:
+        if self._ledger.table_version != self.table.version():
+            self._ledger = read_ledger(self.table, self._topic)
+        return self._ledger
+
+    def committed(self, update: LedgerUpdate, table_version: int) -> None:
+        """Record our own commit; trust it only if it directly follows what we read."""
+        if (
+            update.before.table_version is not None
+            and table_version == update.before.table_version + 1
+        ):
+            self._ledger = update.applied(table_version)
+
+
 def _app(topic: str, *parts: object) -> str:
     return "/".join(("lakeport", topic, *(str(p) for p in parts)))
 
@@ -199,6 +226,10 @@ class LedgerUpdate:
                     slots += [((kind, i, "start"), start), ((kind, i, "end"), end)]
             actions += [Transaction(_app(topic, p, *key), value, now) for key, value in slots]
         return actions
+
+    def applied(self, table_version: int) -> Ledger:
+        """The ledger after this update, as of the commit that wrote it."""
+        return Ledger(self.before.topic, {**self.before.partitions, **self.after}, table_version)
 
     def commit_metadata(
         self, operation: str, extra: dict[str, str] | None = None
