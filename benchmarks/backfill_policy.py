@@ -46,10 +46,8 @@ def main() -> None:
     for policy in ("single run per range", "one run per partition"):
         with tempfile.TemporaryDirectory() as tmp:
             path = write_config(Path(tmp), args.bootstrap, topic)
-            text = path.read_text().replace("streams:", "streams:", 1)
-            path.write_text(
-                text + '    time_partitions: "hourly"\n    time_partitions_start: "2026-01-05"\n'
-            )
+            hourly = '    time_partitions: "hourly"\n    time_partitions_start: "2026-01-05"\n'
+            path.write_text(path.read_text() + hourly)
             defs = build_definitions(path)
             asset = next(iter(defs.assets or []))
             began = time.perf_counter()
