@@ -7,12 +7,12 @@ commit metadata, so a commit lands all of its micro-batch and its progress, or n
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from connectors.errors import LakeportError
 from connectors.ledger import LedgerUpdate
@@ -22,6 +22,10 @@ from connectors.table_schema import DEAD_LETTER_SCHEMA
 
 class ConcurrentChange(LakeportError):
     """Another writer changed the same partitions first; re-plan from the new ledger."""
+
+
+class TableWriteError(LakeportError):
+    """The table could not be written (permissions, storage outage); nothing was committed."""
 
 
 def window_predicate(ranges: Iterable[OffsetRange]) -> str:
@@ -52,7 +56,7 @@ class DeltaStore:
 
     uri: str
     schema: pa.Schema
-    storage_options: dict[str, str]
+    storage_options: dict[str, str] = field(repr=False)  # may hold storage keys
 
     def open(self) -> DeltaTable:
         """The table, created empty if it does not exist yet (so writers never race on creation)."""
@@ -107,6 +111,8 @@ class DeltaStore:
             )
         except CommitFailedError as exc:
             raise ConcurrentChange(f"{self.uri}: {exc}") from None
+        except (OSError, DeltaError) as exc:
+            raise TableWriteError(f"cannot write to table {self.uri}: {exc}") from None
         return table.version()
 
     def replace_window(self, ranges: list[OffsetRange], rows: pa.Table) -> None:
@@ -118,14 +124,17 @@ class DeltaStore:
             table = self.open()
         elif rows.num_rows == 0 and self.count_in(table, ranges) == 0:
             return
-        write_deltalake(
-            table,
-            rows,
-            mode="overwrite",
-            predicate=window_predicate(ranges),
-            schema_mode="merge",
-            storage_options=self.storage_options,
-        )
+        try:
+            write_deltalake(
+                table,
+                rows,
+                mode="overwrite",
+                predicate=window_predicate(ranges),
+                schema_mode="merge",
+                storage_options=self.storage_options,
+            )
+        except (OSError, DeltaError) as exc:
+            raise TableWriteError(f"cannot write to table {self.uri}: {exc}") from None
 
 
 def dead_letter_store(uri: str, storage_options: dict[str, str]) -> DeltaStore:

@@ -891,8 +891,12 @@ def _ensure_topic(producer_config: dict[str, str], topic: str, partitions: int) 
         err = exc.args[0] if exc.args else None
         if not (isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS):
             raise SampleProduceError(f"could not create topic {topic!r}: {exc}") from None
-    md = admin.list_topics(topic=topic, timeout=30)
-    tmd = md.topics.get(topic)
+    deadline = time.monotonic() + 30
+    while True:  # a new topic takes a moment to appear in every broker's metadata
+        tmd = admin.list_topics(topic=topic, timeout=30).topics.get(topic)
+        if (tmd is not None and tmd.error is None) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     if tmd is None or tmd.error is not None:
         raise SampleProduceError(f"topic {topic!r} unavailable: {tmd.error if tmd else 'missing'}")
     if len(tmd.partitions) != partitions:
