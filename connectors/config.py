@@ -82,6 +82,7 @@ class StreamConfig(_Strict):
     max_records_per_run: int | None = Field(default=None, gt=0)
     max_seconds_per_run: float | None = Field(default=None, gt=0)
     idle_timeout_seconds: float = Field(default=30.0, gt=0)
+    replan_timeout_seconds: float = Field(default=300.0, gt=0)
     time_partitions: Literal["hourly", "daily"] = "hourly"
     time_partitions_start: str = "2026-01-01"
     schedule: str = "*/5 * * * *"

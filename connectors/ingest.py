@@ -9,7 +9,9 @@ wins a race the run re-plans from the new ledger.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import random
 import time
 from collections.abc import Callable
 from contextlib import closing
@@ -158,11 +160,11 @@ def offset_window(
     )
 
 
-def _run(stream: Stream, mode: Mode, make_plan: PlanMaker, attempts: int = 5) -> RunReport:
+def _run(stream: Stream, mode: Mode, make_plan: PlanMaker) -> RunReport:
     report = RunReport(stream.name, mode)
     began = time.monotonic()
     decoder: Decoder | None = None
-    for attempt in range(attempts):
+    for attempt in itertools.count():
         try:
             with open_consumer(stream.connection, stream.group_id) as consumer:
                 marks = partition_marks(consumer, stream.topic)
@@ -183,12 +185,14 @@ def _run(stream: Stream, mode: Mode, make_plan: PlanMaker, attempts: int = 5) ->
                 report.lag = {p: max(0, m.high - frontiers.get(p, 0)) for p, m in marks.items()}
             break
         except (ConcurrentChange, LedgerError) as exc:
-            if attempt == attempts - 1:
+            if time.monotonic() - began > stream.config.replan_timeout_seconds:
                 raise
             report.replans += 1
             log.info(
                 "stream %s: another writer got there first (%s); re-planning", stream.name, exc
             )
+            # Back off with jitter so that two racing writers stop colliding.
+            time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
     report.seconds = time.monotonic() - began
     if plan.retention_loss and stream.config.on_retention_loss == "fail":
         lost = ", ".join(str(r) for r in plan.retention_loss)

@@ -40,9 +40,9 @@ def plan_forward(
 ) -> Plan:
     """Read everything not yet handled, up to each partition's high watermark.
 
-    Offsets below the log start were deleted by retention: for a partition the table has never
-    seen they are simply history before the table (`never_read`); for a known partition they
-    are a retention loss that the stream's policy decides about.
+    Offsets below the log start were deleted by retention: for a new table they are simply
+    history before the table (`never_read`); once the table holds anything they are a
+    retention loss that the stream's policy decides about.
     """
     ranges: list[OffsetRange] = []
     loss: list[OffsetRange] = []
@@ -51,7 +51,7 @@ def plan_forward(
         part = ledger.partition(p)
         missing = part.missing(mark.high)
         gone = missing.intersect([(0, mark.low)])
-        (never if p not in ledger.partitions else loss).extend(_ranges(p, gone))
+        (loss if ledger.partitions else never).extend(_ranges(p, gone))
         ranges += _ranges(p, missing.minus([(0, mark.low)]))
     ranges, skipped = _budget(ranges, max_offsets)
     return Plan("forward", ranges, loss, never, skipped)
@@ -84,19 +84,29 @@ def plan_window(
 def _budget(
     ranges: list[OffsetRange], max_offsets: int | None
 ) -> tuple[list[OffsetRange], list[OffsetRange]]:
-    """Cut the plan to at most `max_offsets`, fairly across partitions (round robin)."""
-    if max_offsets is None or sum(len(r) for r in ranges) <= max_offsets:
+    """Cut the plan to at most `max_offsets`, shared fairly: what one partition does not need
+    goes to the others."""
+    wanted: dict[int, int] = {}
+    for r in ranges:
+        wanted[r.partition] = wanted.get(r.partition, 0) + len(r)
+    if max_offsets is None or sum(wanted.values()) <= max_offsets:
         return ranges, []
-    share = max(1, max_offsets // max(1, len({r.partition for r in ranges})))
+    allowance = dict.fromkeys(wanted, 0)
+    left = max_offsets
+    while left > 0:
+        hungry = [p for p in sorted(wanted) if allowance[p] < wanted[p]]
+        share = max(1, left // len(hungry))
+        for p in hungry:
+            give = min(share, wanted[p] - allowance[p], left)
+            allowance[p] += give
+            left -= give
     kept: list[OffsetRange] = []
     skipped: list[OffsetRange] = []
-    used: dict[int, int] = {}
     for r in ranges:
-        room = share - used.get(r.partition, 0)
-        take = max(0, min(len(r), room))
+        take = min(len(r), allowance[r.partition])
+        allowance[r.partition] -= take
         if take:
             kept.append(OffsetRange(r.partition, r.start, r.start + take))
-            used[r.partition] = used.get(r.partition, 0) + take
         if take < len(r):
             skipped.append(OffsetRange(r.partition, r.start + take, r.end))
     return kept, skipped
