@@ -16,7 +16,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from benchmarks.ingest import STREAM, write_config
@@ -39,19 +38,6 @@ def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-class _TimedArrow:
-    """Stands in for `pyarrow` inside `connectors.reader`, timing the Arrow build."""
-
-    def __init__(self, pa: Any) -> None:
-        self._pa = pa
-        self.array = timed("reader: Arrow build (pa.array)", pa.array)
-        build = timed("reader: Arrow build (pa.array)", pa.Table.from_arrays)
-        self.Table = SimpleNamespace(from_arrays=build)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._pa, name)
-
-
 _gc_began: list[float] = []
 
 
@@ -71,24 +57,14 @@ def instrument() -> None:
     import gc
 
     gc.callbacks.append(_gc_callback)
-    import pyarrow as pa
-    from confluent_kafka import Consumer
 
-    from connectors import delta_store, ingest, json_decoder, kafka_client, reader
+    from connectors import delta_store, ingest, json_decoder, kafka_client, ledger, reader
 
-    class TimedConsumer(Consumer):  # type: ignore[misc]
-        def consume(self, *args: Any, **kwargs: Any) -> Any:
-            began = time.perf_counter()
-            try:
-                return super().consume(*args, **kwargs)
-            finally:
-                SPENT["kafka: consume()"] += time.perf_counter() - began
-                CALLS["kafka: consume()"] += 1
-
-    kafka_client.Consumer = TimedConsumer  # type: ignore[misc]
-    reader.pa = _TimedArrow(pa)  # type: ignore[assignment]
+    consumer = kafka_client.LakeportConsumer
+    consumer.consume = timed("kafka: consume()", consumer.consume)  # type: ignore[method-assign]
+    reader._chunk = timed("reader: columns + Arrow per chunk", reader._chunk)
     reader._read_batch = timed("reader: _read_batch total", reader._read_batch)
-    ingest.read_ledger = timed("ledger: read_ledger", ingest.read_ledger)
+    ledger.read_ledger = timed("ledger: read_ledger", ledger.read_ledger)
     dec = json_decoder.JsonDecoder
     dec.decode = timed("decode: JsonDecoder.decode", dec.decode)  # type: ignore[method-assign]
     store = delta_store.DeltaStore
