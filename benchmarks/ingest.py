@@ -231,61 +231,14 @@ def avro_record(value: bytes) -> dict[str, Any]:
 
 
 def register_writer_schema(url: str) -> int:
-    """Register the writer schema in the (mock) registry at `url`; returns its id."""
-    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+    """Register the writer schema in the registry at `url` (the process's client for that URL,
+    shared with lakeport's decoder, so a `mock://` registry works); returns its id."""
+    from confluent_kafka.schema_registry import Schema
 
-    client = shared_registry(url)
-    if not isinstance(client, SchemaRegistryClient):
-        raise TypeError("unexpected registry client")
+    from connectors.avro_decoder import registry_client
+
+    client = registry_client(url)
     return client.register_schema(AVRO_SUBJECT, Schema(json.dumps(_writer_schema()), "AVRO"))
-
-
-_REGISTRIES: dict[str, Any] = {}
-
-
-def shared_registry(url: str) -> Any:
-    """One registry client per URL in this process.
-
-    `SchemaRegistryClient.new_client({'url': 'mock://...'})` returns a *new, empty* in-memory
-    registry on every call; `install_shared_mock_registry` makes every `mock://` client of the
-    process share one store, so the decoder sees the schema the benchmark registered.
-    """
-    from confluent_kafka.schema_registry import SchemaRegistryClient
-
-    if url not in _REGISTRIES:
-        make = _ORIGINAL_NEW_CLIENT or SchemaRegistryClient.new_client
-        _REGISTRIES[url] = make({"url": url})
-    return _REGISTRIES[url]
-
-
-_ORIGINAL_NEW_CLIENT: Callable[[dict[str, Any]], Any] | None = None
-
-
-def install_shared_mock_registry() -> None:
-    """Route `SchemaRegistryClient.new_client({'url': 'mock://…'})` to `shared_registry`."""
-    global _ORIGINAL_NEW_CLIENT
-    from confluent_kafka.schema_registry import SchemaRegistryClient
-
-    if _ORIGINAL_NEW_CLIENT is not None:
-        return
-    _ORIGINAL_NEW_CLIENT = SchemaRegistryClient.new_client
-
-    def new_client(conf: dict[str, Any]) -> Any:
-        url = conf.get("url")
-        if isinstance(url, str) and url.startswith("mock://"):
-            return shared_registry(url)
-        assert _ORIGINAL_NEW_CLIENT is not None
-        return _ORIGINAL_NEW_CLIENT(conf)
-
-    SchemaRegistryClient.new_client = staticmethod(new_client)  # type: ignore[method-assign]
-    # connectors.avro_decoder builds `SchemaRegistryClient({"url": ...})` itself, which does
-    # not accept mock:// URLs: route its constructor through the shared mock too.
-    try:
-        avro_decoder = importlib.import_module("connectors.avro_decoder")
-    except ImportError:
-        return
-    if getattr(avro_decoder, "SchemaRegistryClient", None) is SchemaRegistryClient:
-        avro_decoder.SchemaRegistryClient = new_client
 
 
 def produce_avro(bootstrap: str, topic: str, events: int, seed: int, registry_url: str) -> Produced:
@@ -295,7 +248,6 @@ def produce_avro(bootstrap: str, topic: str, events: int, seed: int, registry_ur
     from connectors.sample_events import SampleRecord, notification_events, produce_sample
 
     create_topic(bootstrap, topic)
-    install_shared_mock_registry()
     schema_id = register_writer_schema(registry_url)
     parsed = fastavro.parse_schema(_writer_schema())
     header = b"\x00" + struct.pack(">I", schema_id)
@@ -543,7 +495,6 @@ def _run_lakeport(args: argparse.Namespace, workdir: Path, fmt: str) -> RunResul
     registry = None
     if fmt == "avro":
         registry = args.registry_url
-        install_shared_mock_registry()
         schema_id = register_writer_schema(registry)
         if schema_id != args.schema_id:
             raise RuntimeError(f"registry gave schema id {schema_id}, topic uses {args.schema_id}")
@@ -877,7 +828,6 @@ def _measure_all(args: argparse.Namespace, workdir: Path) -> int:
         else:
             url = f"mock://bench-{tag}"
             print(f"producing {args.events:,} Avro events ...", flush=True)
-            install_shared_mock_registry()
             pa_ = produce_avro(args.bootstrap, f"bench-avro-{tag}", args.events, args.seed, url)
             produced["avro"] = asdict(pa_)
             schema_id = register_writer_schema(url)

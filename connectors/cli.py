@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -26,19 +27,31 @@ def _streams(args: argparse.Namespace, config: LakeportConfig) -> list[str]:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from connectors.local_broker import LocalBroker
+    from connectors.local_broker import LocalBroker, ScramUser
 
     home = Path(args.home)
+    known = (home / "state.json").exists()
     if args.action == "start":
-        broker = LocalBroker(home=home, port=args.port, secure=args.secure)
-        if (home / "state.json").exists() and LocalBroker.attach(home).is_running():
-            broker = LocalBroker.attach(home)
-            print(f"already running: {broker.bootstrap_servers}")
+        if known and LocalBroker.attach(home).is_running():
+            print(f"already running: {LocalBroker.attach(home).bootstrap_servers}")
             return 0
+        users: tuple[ScramUser, ...] = ()
+        if args.secure:
+            password = os.environ.get("LAKEPORT_BROKER_PASSWORD")
+            if not password:
+                raise ConfigError(
+                    "--secure needs the password of user 'lakeport' in $LAKEPORT_BROKER_PASSWORD"
+                )
+            users = (ScramUser("lakeport", password),)
+        broker = LocalBroker(home=home, port=args.port, secure=args.secure, users=users)
         broker.start()
         print(broker.bootstrap_servers)
+        if args.secure:
+            print(
+                f"SASL_SSL (SCRAM-SHA-512, user lakeport): {broker.secure_bootstrap_servers}, CA {broker.ca_file}"
+            )
         return 0
-    if not (home / "state.json").exists():
+    if not known:
         print(f"no broker was started from {home}")
         return 0 if args.action == "stop" else 1
     broker = LocalBroker.attach(home)
@@ -232,7 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_argument("action", choices=["start", "stop", "status"])
     broker.add_argument("--home", default=str(DEFAULT_BROKER_HOME))
     broker.add_argument("--port", type=int, default=DEFAULT_BROKER_PORT)
-    broker.add_argument("--secure", action="store_true", help="also open a SASL_SSL listener")
+    broker.add_argument(
+        "--secure",
+        action="store_true",
+        help="also open a SASL_SSL listener (user lakeport, password from $LAKEPORT_BROKER_PASSWORD)",
+    )
 
     produce = command("produce-sample", cmd_produce_sample, "produce sample Upvest events")
     produce.add_argument("--stream", default="notifications")

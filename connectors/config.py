@@ -77,7 +77,7 @@ class StreamConfig(_Strict):
     group_id: str | None = None
     on_retention_loss: Literal["fail", "record-and-continue"] = "fail"
     on_decode_error: Literal["dead-letter", "fail"] = "dead-letter"
-    batch_records: int = Field(default=100_000, gt=0)
+    batch_records: int = Field(default=50_000, gt=0)
     batch_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
     max_records_per_run: int | None = Field(default=None, gt=0)
     max_seconds_per_run: float | None = Field(default=None, gt=0)

@@ -248,7 +248,7 @@ def range_consumer(conn: ConnectionConfig, group_id: str) -> LakeportConsumer:
     tunable = {
         "fetch.max.bytes": str(64 * 1024 * 1024),
         "max.partition.fetch.bytes": str(16 * 1024 * 1024),
-        "queued.max.messages.kbytes": str(64 * 1024),  # prefetch: bounds memory
+        "queued.max.messages.kbytes": str(16 * 1024),  # per partition: bounds memory
     }
     settings = {
         **tunable,

@@ -31,6 +31,23 @@ def strict_schema(tmp_path: Path) -> Path:
     return path
 
 
+def landed_then_fixed(
+    make_config: Callable[..., LakeportConfig], tmp_path: Path, count: int, awkward: Awkward
+) -> tuple[Stream, Stream]:
+    """Land `count` events with the strict schema, then fix it: (before fix, after fix)."""
+    strict = strict_schema(tmp_path)
+    config = make_config(schema_file=str(strict))
+    stream = Stream.from_config(config, "events")
+    produce_sample(
+        client_settings(stream.connection),
+        stream.topic,
+        notification_events(count, awkward=awkward),
+    )
+    run_forward(stream)
+    strict.write_text(SCHEMA.read_text())  # the fix: webhook_id is optional again
+    return stream, Stream.from_config(config, "events")
+
+
 def pairs(uri: str) -> set[tuple[int, int]]:
     table = DeltaTable(uri).to_pyarrow_table(columns=["kafka_partition", "kafka_offset"])
     return set(
@@ -41,14 +58,8 @@ def pairs(uri: str) -> set[tuple[int, int]]:
 def test_redrive_after_a_decoder_fix_moves_exactly_the_fixable_records_and_twice_equals_once(
     make_config: Callable[..., LakeportConfig], tmp_path: Path
 ) -> None:
-    strict = strict_schema(tmp_path)
-    config = make_config(schema_file=str(strict))
-    stream = Stream.from_config(config, "events")
     awkward = Awkward(missing_optional=0.05, not_json=0.01, not_utf8=0.01)
-    produce_sample(
-        client_settings(stream.connection), stream.topic, notification_events(3000, awkward=awkward)
-    )
-    run_forward(stream)
+    stream, fixed = landed_then_fixed(make_config, tmp_path, 3000, awkward)
     dead_before = DeltaTable(stream.dead_letters.uri).to_pyarrow_table().to_pylist()
     fixable = {
         (d["kafka_partition"], d["kafka_offset"])
@@ -58,8 +69,6 @@ def test_redrive_after_a_decoder_fix_moves_exactly_the_fixable_records_and_twice
     unfixable = {(d["kafka_partition"], d["kafka_offset"]) for d in dead_before} - fixable
     assert fixable and unfixable
 
-    strict.write_text(SCHEMA.read_text())  # the fix: webhook_id is optional again
-    fixed = Stream.from_config(config, "events")
     first = redrive(fixed)
     assert first.moved == len(fixable) and first.still_dead == len(unfixable)
     main, dead = pairs(fixed.table.uri), pairs(fixed.dead_letters.uri)
@@ -81,18 +90,8 @@ def test_redrive_after_a_decoder_fix_moves_exactly_the_fixable_records_and_twice
 def test_redrive_interrupted_between_its_two_commits_is_finished_by_the_next_one(
     make_config: Callable[..., LakeportConfig], tmp_path: Path, monkeypatch
 ) -> None:
-    strict = strict_schema(tmp_path)
-    config = make_config(schema_file=str(strict))
-    stream = Stream.from_config(config, "events")
-    produce_sample(
-        client_settings(stream.connection),
-        stream.topic,
-        notification_events(2000, awkward=Awkward(missing_optional=0.05)),
-    )
-    run_forward(stream)
-    dead_count = DeltaTable(stream.dead_letters.uri).count()
-    strict.write_text(SCHEMA.read_text())
-    fixed = Stream.from_config(config, "events")
+    _, fixed = landed_then_fixed(make_config, tmp_path, 2000, Awkward(missing_optional=0.05))
+    dead_count = DeltaTable(fixed.dead_letters.uri).count()
 
     import connectors.redrive as module
 
@@ -115,17 +114,7 @@ def test_redrive_interrupted_between_its_two_commits_is_finished_by_the_next_one
 def test_redrive_of_a_window_leaves_dead_letters_outside_it(
     make_config: Callable[..., LakeportConfig], tmp_path: Path
 ) -> None:
-    strict = strict_schema(tmp_path)
-    config = make_config(schema_file=str(strict))
-    stream = Stream.from_config(config, "events")
-    produce_sample(
-        client_settings(stream.connection),
-        stream.topic,
-        notification_events(2000, awkward=Awkward(missing_optional=0.05)),
-    )
-    run_forward(stream)
-    strict.write_text(SCHEMA.read_text())
-    fixed = Stream.from_config(config, "events")
+    _, fixed = landed_then_fixed(make_config, tmp_path, 2000, Awkward(missing_optional=0.05))
     dead = pairs(fixed.dead_letters.uri)
     inside = {(p, o) for p, o in dead if p == 0 and o < 200}
     report = redrive(fixed, [OffsetRange(0, 0, 200)])

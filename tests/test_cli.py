@@ -1,0 +1,100 @@
+"""The `lakeport` command as a user runs it: broker, produce, ingest, backfill, status, audit, query."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from connectors.config import LakeportConfig
+
+LAKEPORT = str(Path(sys.executable).parent / "lakeport")
+
+
+def lakeport(
+    *args: str, config: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    prefix = ["--config", str(config)] if config else []
+    return subprocess.run(
+        [LAKEPORT, *prefix, *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_broker_start_status_stop_round_trip(tmp_path: Path) -> None:
+    home, port = str(tmp_path / "broker"), free_port()
+    started = lakeport("broker", "start", "--home", home, "--port", str(port))
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == f"127.0.0.1:{port}"
+    assert lakeport("broker", "start", "--home", home).stdout.startswith("already running")
+    status = lakeport("broker", "status", "--home", home)
+    assert status.returncode == 0 and status.stdout.strip() == f"running: 127.0.0.1:{port}"
+    assert lakeport("broker", "stop", "--home", home).stdout.strip() == "stopped"
+    assert lakeport("broker", "status", "--home", home).returncode == 1
+
+
+def test_produce_ingest_backfill_status_audit_and_query_from_the_shell(make_config) -> None:
+    config: LakeportConfig = make_config()
+    path = config.base_dir / "lakeport.yaml"
+    produced = lakeport("produce-sample", "--stream", "events", "--count", "1200", config=path)
+    assert produced.returncode == 0 and "produced 1200 notifications events" in produced.stdout
+
+    ingested = lakeport("ingest", "--stream", "events", config=path)
+    assert ingested.returncode == 0, ingested.stderr
+    assert "events [forward]: 1200 rows, 0 dead letters" in ingested.stdout
+
+    again = lakeport(
+        "backfill",
+        "--stream",
+        "events",
+        "--mode",
+        "replace",
+        "--partition",
+        "0",
+        "--partition",
+        "1",
+        "--from-offset",
+        "0",
+        "--to-offset",
+        "50",
+        config=path,
+    )
+    assert again.returncode == 0 and "events [replace]: 100 rows" in again.stdout
+
+    status = lakeport("status", "--stream", "events", config=path)
+    assert "partition 0: covered [0," in status.stdout and "missing ∅" in status.stdout
+    audit = lakeport("audit", config=path)
+    assert audit.returncode == 0 and audit.stdout.startswith(
+        "events: ok (1200 rows, 0 dead letters)"
+    )
+
+    query = lakeport(
+        "query", "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM events", config=path
+    )
+    assert query.returncode == 0 and query.stdout.split("\n")[1].split() == ["1200", "1200"]
+
+
+def test_user_errors_are_one_line_with_exit_code_2(make_config) -> None:
+    config: LakeportConfig = make_config()
+    path = config.base_dir / "lakeport.yaml"
+    unknown = lakeport("ingest", "--stream", "nope", config=path)
+    assert unknown.returncode == 2
+    assert (
+        unknown.stderr.strip()
+        == "lakeport: error: unknown stream 'nope'; configured streams: events"
+    )
+    half = lakeport("backfill", "--stream", "events", "--from-offset", "3", config=path)
+    assert (
+        half.returncode == 2
+        and "go together" not in half.stdout
+        and "lakeport: error:" in half.stderr
+    )
