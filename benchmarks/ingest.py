@@ -609,6 +609,8 @@ def build_overhead_table(
             update.add(OffsetRange(p, o, o + 1), 1)
             stream.table.commit(table, row, update, "forward", extra={"lakeport.stream": STREAM})
             made += 1
+            if made % 100 == 0:  # a long-lived DeltaTable replays an ever longer log: reload
+                table = stream.table.open()
             if made % 500 == 0:
                 rate = (time.perf_counter() - began) / made
                 print(f"  overhead table: {made}/{commits} commits ({rate * 1000:.0f} ms each)",
