@@ -298,6 +298,8 @@ def _commit_batch(
     )
     ledgers.committed(update, report.table_version)
     report.commits += 1
+    if report.commits % 100 == 0:
+        ledgers.reload(stream.table.open())
     report.ranges += spans
     report.records += decoded.rows.num_rows
     report.dead += decoded.dead.num_rows

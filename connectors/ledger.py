@@ -96,6 +96,11 @@ class LedgerView:
             self._ledger = read_ledger(self.table, self._topic)
         return self._ledger
 
+    def reload(self, table: DeltaTable) -> None:
+        """Switch to a freshly loaded table: a long-lived DeltaTable replays an ever longer log
+        after each commit (delta-rs), a fresh one starts from the latest checkpoint."""
+        self.table = table
+
     def committed(self, update: LedgerUpdate, table_version: int) -> None:
         """Record our own commit; trust it only if it directly follows what we read."""
         if (
