@@ -177,7 +177,9 @@ def _run(stream: Stream, mode: Mode, make_plan: PlanMaker) -> RunReport:
                 report.table_version = ledgers.table.version()
                 ledger = ledgers.current()
                 frontiers = {p: ledger.partition(p).frontier for p in ledger.partitions}
-                warning = mirror_group_offsets(consumer, stream.topic, frontiers)
+                warning = mirror_group_offsets(
+                    consumer, stream.topic, frontiers, check_reachable=report.commits > 0
+                )
                 if warning:
                     report.warnings.append(warning)
                 if report.commits:

@@ -400,7 +400,11 @@ def offsets_at(
 
 
 def mirror_group_offsets(
-    consumer: Consumer, topic: str, positions: dict[int, int], timeout: float = METADATA_TIMEOUT_S
+    consumer: Consumer,
+    topic: str,
+    positions: dict[int, int],
+    timeout: float = METADATA_TIMEOUT_S,
+    check_reachable: bool = True,
 ) -> str | None:
     """Commit positions to the consumer group so Kafka tools show lag; never read back.
 
@@ -413,8 +417,10 @@ def mirror_group_offsets(
     offsets = [TopicPartition(topic, p, o) for p, o in sorted(positions.items())]
     health = _health(consumer)
     try:
-        # An unreachable broker would leave the commit in flight, and close() waits for it.
-        _list_topic(consumer, topic, min(timeout, 3.0))
+        # An unreachable broker would leave the commit in flight, and close() waits for it;
+        # callers that just heard from the broker skip the check.
+        if check_reachable:
+            _list_topic(consumer, topic, min(timeout, 3.0))
     except KafkaError as exc:
         return f"could not mirror positions to the consumer group: {exc}"
     try:
@@ -427,7 +433,7 @@ def mirror_group_offsets(
         return f"could not mirror positions to the consumer group: {exc.args[0].str()}"
     deadline = time.monotonic() + timeout
     while health.commit_result is None and time.monotonic() < deadline:
-        serve_events(consumer, 0.1)
+        serve_events(consumer, 0.01)  # poll waits its whole timeout even after the callback
     result = health.commit_result
     if result is None:
         return f"could not mirror positions to the consumer group: no answer within {timeout:.0f} s"

@@ -51,3 +51,18 @@ def test_closing_early_stops_the_source_in_its_own_thread_and_runs_its_cleanup()
     items.close()
     assert closed_in == ["lakeport-reader"]
     assert len(produced) <= 3  # at most one item ahead plus the one being handed over
+
+
+def test_at_most_depth_plus_one_items_exist_at_once() -> None:
+    made: list[int] = []
+
+    def source() -> Iterator[int]:
+        for i in range(20):
+            made.append(i)
+            yield i
+
+    for done, item in enumerate(ahead(source(), depth=1)):
+        time.sleep(0.01)  # the reader could run far ahead if nothing held it back
+        alive = len(made) - done  # made so far, minus those the caller has finished with
+        assert alive <= 2, (item, alive)
+    assert made == list(range(20))
