@@ -36,7 +36,9 @@ def make_config(
         topic = f"t{next(_topics)}_{request.node.name[:40]}".replace("[", "_").replace("]", "")
         keys = {"schema_file": str(SCHEMAS / "upvest_notification.avsc"), "idle_timeout_seconds": 5}
         keys.update(stream)
-        body = "\n".join(f"    {k}: {v!r}" if isinstance(v, str) else f"    {k}: {v}" for k, v in keys.items())
+        body = "\n".join(
+            f"    {k}: {v!r}" if isinstance(v, str) else f"    {k}: {v}" for k, v in keys.items()
+        )
         path = tmp_path / "lakeport.yaml"
         path.write_text(
             textwrap.dedent(

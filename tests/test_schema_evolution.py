@@ -65,7 +65,8 @@ def test_a_stream_that_fails_on_decode_errors_stops_before_committing_the_batch(
     stream = Stream.from_config(make_config(on_decode_error="fail"), "events")
     produce(stream, 500, seed=3, awkward=Awkward(not_json=0.02))
     with pytest.raises(
-        DecodeError, match=r"do not decode, first at partition \d+ offset \d+: not_(json_object|utf8)"
+        DecodeError,
+        match=r"do not decode, first at partition \d+ offset \d+: not_(json_object|utf8)",
     ):
         run_forward(stream)
     table = DeltaTable(stream.table.uri)
