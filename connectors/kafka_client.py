@@ -22,7 +22,6 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka import KafkaError as RdKafkaError
-from confluent_kafka.admin import AdminClient
 
 from connectors.config import ConnectionConfig
 from connectors.errors import LakeportError
@@ -443,9 +442,3 @@ def mirror_group_offsets(
     if error is not None:
         return f"could not mirror positions to the consumer group: {error.str()}"
     return None
-
-
-def admin(conn: ConnectionConfig) -> AdminClient:
-    """An admin client whose `error_cb` failures are logged (served by `poll`)."""
-    health = ClientHealth(conn)
-    return AdminClient({**client_settings(conn), **_callbacks(health)})

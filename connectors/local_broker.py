@@ -34,7 +34,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -888,16 +888,3 @@ class LocalBroker:
 def _random_cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-
-
-def running_brokers(homes: Iterable[Path]) -> list[LocalBroker]:
-    """Attach to every home in ``homes`` whose broker is alive (for status listings)."""
-    found = []
-    for home in homes:
-        try:
-            broker = LocalBroker.attach(home)
-        except BrokerError:
-            continue
-        if broker.is_running():
-            found.append(broker)
-    return found
