@@ -196,8 +196,8 @@ def _run(stream: Stream, mode: Mode, make_plan: PlanMaker) -> RunReport:
             # Back off with jitter so that two racing writers stop colliding.
             time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
     report.seconds = time.monotonic() - began
-    if plan.retention_loss and stream.config.on_retention_loss == "fail":
-        lost = ", ".join(str(r) for r in plan.retention_loss)
+    if report.lost and stream.config.on_retention_loss == "fail":
+        lost = ", ".join(str(r) for r in report.lost)
         raise RetentionLossError(
             f"stream {stream.name}: offsets {lost} of topic {stream.topic!r} were deleted by"
             " retention before lakeport read them. They are recorded as lost in the ledger; the"
