@@ -121,10 +121,35 @@ def test_open_transaction_is_not_waited_for_and_lands_once_committed(make_config
     )
 
     producer.commit_transaction(30)
+    _wait_until_every_transaction_marker_is_written(stream)
     report = run_forward(stream)
     assert report.records == 90
     assert_consistent(stream)
     assert {_event_id(r.value) for r in pending} <= _ids(stream)
+
+
+def _wait_until_every_transaction_marker_is_written(stream: Stream, timeout: float = 15) -> None:
+    """commit_transaction returns before the coordinator has written the commit marker to
+    every partition; until then a read_committed reader's end (the LSO) lags behind."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from connectors.kafka_client import client_settings
+
+    plain = Consumer({**client_settings(stream.connection), "group.id": "probe"})
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            with open_consumer(stream.connection, "probe") as consumer:
+                committed = partition_marks(consumer, stream.topic)
+            ends = {
+                p: plain.get_watermark_offsets(TopicPartition(stream.topic, p))[1]
+                for p in committed
+            }
+            if all(m.high == ends[p] for p, m in committed.items()) or time.monotonic() > deadline:
+                return
+            time.sleep(0.2)
+    finally:
+        plain.close()
 
 
 # --- retention -------------------------------------------------------------------------------
