@@ -239,3 +239,12 @@ def test_upkeep_after_200_micro_batches_keeps_rows_ledger_and_checks_and_cuts_fi
     from connectors.audit import audit
 
     assert audit(stream).ok
+
+
+def test_the_shipped_instance_config_loads_and_admits_one_run_per_stream_pool(
+    tmp_path: Path,
+) -> None:
+    shipped = Path(__file__).resolve().parent.parent / "dev" / "dagster" / "dagster.yaml"
+    (tmp_path / "dagster.yaml").write_text(shipped.read_text())
+    instance = DagsterInstance.from_config(str(tmp_path))
+    assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
