@@ -9,7 +9,7 @@ from connectors.table_schema import load_schema
 from pipelines.assets import stream_asset
 from pipelines.checks import stream_checks
 from pipelines.resources import LakeportResource
-from pipelines.schedules import ingest_schedule, upkeep_schedule
+from pipelines.schedules import ingest_job, ingest_schedule, lag_sensor, upkeep_schedule
 from pipelines.upkeep import upkeep_job
 
 
@@ -17,19 +17,22 @@ def build_definitions(path: str | Path | None = None) -> Definitions:
     """Assets, checks, schedules and upkeep jobs for every stream of the config file."""
     file = config_path(path).resolve()
     config = load_config(file)
-    assets, checks, schedules, jobs = [], [], [], []
+    assets, checks, schedules, sensors, jobs = [], [], [], [], []
     for name, stream in config.streams.items():
         asset = stream_asset(name, stream, load_schema(config.schema_path(stream)))
         assets.append(asset)
         checks += stream_checks(name, stream)
-        schedules.append(ingest_schedule(name, stream, asset))
-        job = upkeep_job(name, stream.table)
-        jobs.append(job)
-        schedules.append(upkeep_schedule(job))
+        ingest = ingest_job(name, stream, asset)
+        schedules.append(ingest_schedule(name, stream, ingest))
+        sensors.append(lag_sensor(name, stream, ingest))
+        upkeep = upkeep_job(name, stream.table)
+        jobs.append(upkeep)
+        schedules.append(upkeep_schedule(upkeep))
     return Definitions(
         assets=assets,
         asset_checks=checks,
         schedules=schedules,
+        sensors=sensors,
         jobs=jobs,
         resources={"lakeport": LakeportResource(config_path=str(file))},
     )

@@ -248,3 +248,26 @@ def test_the_shipped_instance_config_loads_and_admits_one_run_per_stream_pool(
     (tmp_path / "dagster.yaml").write_text(shipped.read_text())
     instance = DagsterInstance.from_config(str(tmp_path))
     assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+
+
+def test_lag_sensor_starts_an_ingestion_only_when_the_stream_falls_behind(
+    make_config: Callable[..., LakeportConfig],
+) -> None:
+    from dagster import build_sensor_context
+
+    config = make_config(**HOURLY, max_lag_records=500)
+    stream = Stream.from_config(config, "events")
+    defs = build_definitions(config_file(config))
+    sensor = defs.resolve_sensor_def("events_lag_sensor")
+
+    def evaluate() -> list:
+        context = build_sensor_context(resources=defs.resources, definitions=defs)
+        return list(sensor.evaluate_tick(context).run_requests or [])
+
+    produce(stream, 300)
+    assert evaluate() == []  # 300 behind: within the threshold
+    produce(stream, 600)
+    (request,) = evaluate()  # 900 behind
+    assert request.partition_key == datetime.now(UTC).strftime("%Y-%m-%d-%H:00")
+    run_forward(stream)
+    assert evaluate() == []
