@@ -47,17 +47,24 @@ def split_dead(
     letters with their raw value, the rest to the table.
     """
     bad = pc.is_valid(error_class)
-    good = pc.invert(bad)
     kafka = raw.select(KAFKA_SCHEMA.names)
     rows = pa.Table.from_arrays(
         [*kafka.columns, *decoded.columns], names=[*KAFKA_SCHEMA.names, *decoded.column_names]
     )
-    n_bad = pc.sum(bad.cast(pa.int64())).as_py() or 0
-    rows = rows if n_bad == 0 else rows.filter(good)
+    if bad.true_count:
+        rows = rows.filter(pc.invert(bad))
     return Decoded(
         rows.cast(schema),
         dead_letter_rows(raw.filter(bad), error_class.filter(bad), error_message.filter(bad)),
     )
+
+
+def per_partition(rows: pa.Table) -> dict[int, int]:
+    """How many of `rows` belong to each Kafka partition (for the ledger's counts)."""
+    if rows.num_rows == 0:
+        return {}
+    counts = pc.value_counts(rows.column("kafka_partition")).to_pylist()
+    return {item["values"]: item["counts"] for item in counts}
 
 
 def dead_letter_rows(raw: pa.Table, error_class: pa.Array, error_message: pa.Array) -> pa.Table:

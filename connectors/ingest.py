@@ -18,14 +18,12 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from confluent_kafka import Consumer
 from deltalake import DeltaTable
 
 from connectors.background import ahead
 from connectors.config import ConnectionConfig, LakeportConfig, StreamConfig
-from connectors.decoding import Decoded, Decoder
+from connectors.decoding import Decoded, Decoder, per_partition
 from connectors.delta_store import ConcurrentChange, DeltaStore, dead_letter_store
 from connectors.errors import LakeportError
 from connectors.json_decoder import JsonDecoder
@@ -247,13 +245,6 @@ def _record_unreadable(stream: Stream, ledgers: LedgerView, plan: Plan, report: 
         )
 
 
-def _per_partition(table: pa.Table) -> dict[int, int]:
-    if table.num_rows == 0:
-        return {}
-    counts = pc.value_counts(table.column("kafka_partition"))
-    return {v["values"].as_py(): v["counts"].as_py() for v in counts}
-
-
 def _commit_batch(
     stream: Stream,
     ledgers: LedgerView,
@@ -272,7 +263,7 @@ def _commit_batch(
             f" {first['error_class']}: {first['error_message']} (nothing of this batch was"
             " committed; set on_decode_error: dead-letter to keep going)"
         )
-    rows, dead = _per_partition(decoded.rows), _per_partition(decoded.dead)
+    rows, dead = per_partition(decoded.rows), per_partition(decoded.dead)
     table = ledgers.table
     update = LedgerUpdate(ledgers.current())
     if mode == "replace":

@@ -115,12 +115,12 @@ class JsonDecoder:
             keys[0] for keys in paths if len(keys) == 1 and keys[0] in nested
         }
         structure = _literal(json.dumps(_structure(paths, raw)))
-        subs = {
-            key: f"try(from_json(s.{_ident(key)}, {_literal(json.dumps(_sub_structure(paths, key)))}))"
-            f" AS {_ident('sub_' + key)}"
-            for key in sorted(raw)
-            if _sub_structure(paths, key)
-        }
+        nested_structures = {key: _sub_structure(paths, key) for key in sorted(raw)}
+        subs = [
+            f"try(from_json(s.{_ident(key)}, {_literal(json.dumps(sub))})) AS {_ident('sub_' + key)}"
+            for key, sub in nested_structures.items()
+            if sub
+        ]
 
         texts, typed, errors = [], [], []
         for i, (c, keys) in enumerate(zip(extracted, paths, strict=True)):
@@ -169,7 +169,7 @@ class JsonDecoder:
                 FROM (
                     SELECT value, txt, s, {", ".join(texts)}, {", ".join(typed)}
                     FROM (
-                        SELECT *{"".join(", " + sub for sub in subs.values())}
+                        SELECT *{"".join(", " + sub for sub in subs)}
                         FROM (
                             SELECT value, txt, try(from_json(txt, {structure})) AS s
                             FROM (SELECT value, try(decode(value)) AS txt FROM raw)

@@ -15,6 +15,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from connectors.decoding import per_partition
 from connectors.delta_store import window_filter
 from connectors.ingest import Stream
 from connectors.ledger import LedgerUpdate, read_ledger
@@ -56,10 +57,9 @@ def redrive(stream: Stream, window: list[OffsetRange] | None = None) -> RedriveR
     decoded = stream.decoder().decode(pending.select(RAW_SCHEMA.names))
     if decoded.rows.num_rows:
         update = LedgerUpdate(read_ledger(table, stream.topic))
-        counts = pc.value_counts(decoded.rows.column("kafka_partition")).to_pylist()
-        for item in counts:
-            update.move_dead(item["values"], item["counts"])
-            report.moved_per_partition[item["values"]] = item["counts"]
+        report.moved_per_partition = per_partition(decoded.rows)
+        for partition, moved in report.moved_per_partition.items():
+            update.move_dead(partition, moved)
         stream.table.commit(
             table,
             decoded.rows,

@@ -84,17 +84,23 @@ def test_sql_engines_read_the_same_rows(stream: Stream, make_config) -> None:
     run_forward(stream)
     uri = stream.table.uri
     config = make_config()
-    duck = connect(config).execute("SELECT count(*) FROM events").fetchone()[0]
-    polars_count = pl.scan_delta(uri).select(pl.len()).collect().item()
-    datafusion = pa.table(
-        QueryBuilder()
-        .register("events", DeltaTable(uri))
-        .execute("SELECT count(*) AS n FROM events")
+    query = (
+        "SELECT kafka_partition, kafka_offset, id, created_at, category"
+        " FROM events ORDER BY kafka_partition, kafka_offset"
     )
+    duck = connect(config).sql(query).to_arrow_table()
+    from_polars = pl.scan_delta(uri).sql(query.replace("events", "self")).collect().to_arrow()
+    from_delta_rs = pa.table(QueryBuilder().register("events", DeltaTable(uri)).execute(query))
     ctx = SessionContext()
     ctx.register_dataset("events", DeltaTable(uri).to_pyarrow_dataset())
-    datafusion_ctx = ctx.sql("SELECT count(*) AS n FROM events").to_pydict()["n"][0]
-    assert duck == polars_count == datafusion["n"][0].as_py() == datafusion_ctx == 1200
+    from_datafusion = ctx.sql(query).to_arrow_table()
+    expected = duck.to_pylist()
+    assert (
+        len(expected) == 1200
+        and len({(r["kafka_partition"], r["kafka_offset"]) for r in expected}) == 1200
+    )
+    for other in (from_polars, from_delta_rs, from_datafusion):
+        assert other.cast(duck.schema).to_pylist() == expected
 
 
 def test_awkward_records_land_exactly_or_as_dead_letters_with_raw_bytes(stream: Stream) -> None:
