@@ -20,6 +20,9 @@ $(JARS): dev/kafka/pom.xml
 	mvn -q -B -f dev/kafka/pom.xml package
 	touch $@
 
+## The Kafka broker jars (dev/kafka/pom.xml, from Maven Central) for the local broker
+jars: $(JARS)
+
 install: $(STAMP) $(JARS)
 
 ## Run the main job on the embedded default: local broker, sample Upvest events, ./lakehouse
@@ -28,18 +31,22 @@ demo: install
 	$(BIN)/lakeport produce-sample --stream notifications --count 20000 --awkward 0.002
 	$(BIN)/lakeport produce-sample --stream prices --kind prices --count 5000
 	mkdir -p .lakeport/dagster-home && cp dev/dagster/dagster.yaml .lakeport/dagster-home/
-	DAGSTER_HOME=$(CURDIR)/.lakeport/dagster-home $(BIN)/python -m pipelines.demo
+	DAGSTER_HOME=$(CURDIR)/.lakeport/dagster-home $(BIN)/python -m dev.demo
 	$(BIN)/lakeport query "PIVOT (SELECT category, 'p' || kafka_partition AS p FROM notifications) ON p USING count(*) GROUP BY category ORDER BY category"
 	$(BIN)/lakeport status
 	@echo
 	@echo "Open the Dagster UI:   make ui   (then http://127.0.0.1:3000)"
 	@echo "Stop the local broker: make broker-stop"
 
-## The whole test suite (real Kafka broker, real Delta tables, real Dagster runs), then the linter
-test: install
+## The whole test suite (real Kafka broker, real Delta tables, real Dagster runs), after the linters
+test: install lint
 	$(BIN)/python -m pytest -q
+
+## ruff (lint and format) and mypy (strict) over connectors/, pipelines/, dev/ and benchmarks/
+lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ui: install
 	mkdir -p .lakeport/dagster-home && cp dev/dagster/dagster.yaml .lakeport/dagster-home/

@@ -15,11 +15,11 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from dagster import materialize
+from dagster import AssetsDefinition, materialize
 from deltalake import DeltaTable
 
 from benchmarks.ingest import create_topic, write_config
-from connectors.sample_events import DEFAULT_START, notification_events, produce_sample
+from dev.sample_events import DEFAULT_START, notification_events, produce_sample
 from pipelines.definitions import build_definitions
 
 EVENTS_PER_HOUR = 6_000
@@ -50,6 +50,7 @@ def main() -> None:
             path.write_text(path.read_text() + hourly)
             defs = build_definitions(path)
             asset = next(iter(defs.assets or []))
+            assert isinstance(asset, AssetsDefinition)
             began = time.perf_counter()
             if policy.startswith("single"):
                 tags = {

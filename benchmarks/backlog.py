@@ -16,9 +16,9 @@ import uuid
 from pathlib import Path
 
 from benchmarks.ingest import create_topic, write_config
+from connectors import Stream, run_forward
 from connectors.config import load_config
-from connectors.ingest import Stream, run_forward
-from connectors.sample_events import notification_events, produce_sample
+from dev.sample_events import notification_events, produce_sample
 
 
 def _produce(bootstrap: str, topic: str, events: int) -> None:

@@ -9,7 +9,7 @@ fresh table) and its peak RSS (`ru_maxrss`) and GC state are its own. All varian
 same topic, so they see the same bytes. Figures are medians over `--runs`.
 
 Variants: `ceiling` (consume-only loop), `naive` (json.loads + from_pylist + write_deltalake
-per 10k), `lakeport-json`, `lakeport-avro` (when `connectors/avro_decoder.py` exists) and
+per 10k), `lakeport-json`, `lakeport-avro` and
 `overhead` (a forward run with nothing new on a table with many commits).
 """
 
@@ -147,7 +147,8 @@ def create_topic(bootstrap: str, topic: str) -> None:
     default `retention.ms` (7 days) the broker's retention check (every 30 s on LocalBroker)
     deletes the whole backlog moments after it is produced.
     """
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     new = NewTopic(topic, num_partitions=PARTITIONS, config={"retention.ms": "-1"})
@@ -156,7 +157,7 @@ def create_topic(bootstrap: str, topic: str) -> None:
 
 def produce_json(bootstrap: str, topic: str, events: int, seed: int) -> Produced:
     """Produce `events` Upvest notifications (JSON values) to a new 6-partition topic."""
-    from connectors.sample_events import notification_events, produce_sample
+    from dev.sample_events import notification_events, produce_sample
 
     create_topic(bootstrap, topic)
     totals = [0]
@@ -173,23 +174,13 @@ def produce_json(bootstrap: str, topic: str, events: int, seed: int) -> Produced
     return Produced(topic, report.records, totals[0], seconds, report.per_partition)
 
 
-# ---- Avro (wire in here when connectors/avro_decoder.py lands) ------------------------------
-
-
-def avro_decoder_available() -> str | None:
-    """None when lakeport's Avro decoder imports, else why the Avro variant is skipped."""
-    if not (ROOT / "connectors" / "avro_decoder.py").is_file():
-        return "no decoder yet"
-    try:
-        importlib.import_module("connectors.avro_decoder")
-    except Exception as exc:  # any import failure means "not ready"
-        return f"decoder does not import: {type(exc).__name__}: {exc}"
-    return None
+# ---- Avro ----------------------------------------------------------------------------------
 
 
 def _writer_schema() -> dict[str, Any]:
     """The Avro writer schema of the Avro topic: the stream's `.avsc` itself."""
-    return json.loads(SCHEMA_FILE.read_text())
+    schema: dict[str, Any] = json.loads(SCHEMA_FILE.read_text())
+    return schema
 
 
 def _micros(stamp: str) -> int:
@@ -235,7 +226,7 @@ def register_writer_schema(url: str) -> int:
     shared with lakeport's decoder, so a `mock://` registry works); returns its id."""
     from confluent_kafka.schema_registry import Schema
 
-    from connectors.avro_decoder import registry_client
+    from connectors.decoders.avro import registry_client
 
     client = registry_client(url)
     return client.register_schema(AVRO_SUBJECT, Schema(json.dumps(_writer_schema()), "AVRO"))
@@ -245,7 +236,7 @@ def produce_avro(bootstrap: str, topic: str, events: int, seed: int, registry_ur
     """The same events, Avro-encoded with Confluent framing (magic 0, schema id, body)."""
     import fastavro
 
-    from connectors.sample_events import SampleRecord, notification_events, produce_sample
+    from dev.sample_events import SampleRecord, notification_events, produce_sample
 
     create_topic(bootstrap, topic)
     schema_id = register_writer_schema(registry_url)
@@ -407,25 +398,24 @@ def _naive_schema() -> Any:
     import pyarrow as pa
 
     text = pa.string()
-    return pa.schema(
-        [
-            ("kafka_partition", pa.int32()),
-            ("kafka_offset", pa.int64()),
-            ("kafka_timestamp_ms", pa.int64()),
-            ("kafka_key", pa.binary()),
-            ("id", text),
-            ("created_at", text),
-            ("type", text),
-            ("webhook_id", text),
-            ("object", text),
-            ("object_id", text),
-            ("object_user_id", text),
-            ("object_account_id", text),
-            ("object_account_group_id", text),
-            ("object_status", text),
-            ("object_currency", text),
-        ]
-    )
+    fields: list[tuple[str, Any]] = [
+        ("kafka_partition", pa.int32()),
+        ("kafka_offset", pa.int64()),
+        ("kafka_timestamp_ms", pa.int64()),
+        ("kafka_key", pa.binary()),
+        ("id", text),
+        ("created_at", text),
+        ("type", text),
+        ("webhook_id", text),
+        ("object", text),
+        ("object_id", text),
+        ("object_user_id", text),
+        ("object_account_id", text),
+        ("object_account_group_id", text),
+        ("object_status", text),
+        ("object_currency", text),
+    ]
+    return pa.schema(fields)
 
 
 def run_naive(args: argparse.Namespace, workdir: Path) -> RunResult:
@@ -489,8 +479,7 @@ def run_naive(args: argparse.Namespace, workdir: Path) -> RunResult:
 
 def _run_lakeport(args: argparse.Namespace, workdir: Path, fmt: str) -> RunResult:
     """lakeport end to end: a fresh config, table and group; `run_forward` over the backlog."""
-    from connectors.config import load_config
-    from connectors.ingest import Stream, run_forward
+    from connectors import Stream, load_config, run_forward
 
     registry = None
     if fmt == "avro":
@@ -535,8 +524,7 @@ def run_lakeport_avro(args: argparse.Namespace, workdir: Path) -> RunResult:
 
 def run_overhead(args: argparse.Namespace, workdir: Path) -> RunResult:
     """Forward runs with nothing new on the prepared many-commit table (median of 5)."""
-    from connectors.config import load_config
-    from connectors.ingest import Stream, run_forward
+    from connectors import Stream, load_config, run_forward
 
     stream = Stream.from_config(load_config(Path(args.config)), STREAM)
     rss_before = _rss_mib()
@@ -576,24 +564,22 @@ def build_overhead_table(
 ) -> dict[str, Any]:
     """A topic of `commits` records and a table landing them one record per lakeport commit.
 
-    Each commit goes through lakeport's own path (`LedgerUpdate` + `DeltaStore.commit`, delta-rs
-    default checkpoints), so the table's log and ledger look like `commits` micro-batches.
+    Each commit goes through lakeport's own path (`TableWriter.commit`, delta-rs default
+    checkpoints), so the table's log and ledger look like `commits` micro-batches.
     """
-    from connectors.config import load_config
-    from connectors.ingest import Stream
+    from connectors import OffsetRange, Stream, load_config
     from connectors.kafka_client import open_consumer, partition_marks
-    from connectors.ledger import LedgerUpdate, read_ledger
     from connectors.planner import plan_forward
-    from connectors.ranges import OffsetRange
     from connectors.reader import ReadLimits, read_ranges
+    from connectors.writer import append
 
     topic = f"bench-overhead-{uuid.uuid4().hex[:8]}"
     produce_json(bootstrap, topic, commits, seed)
     path = write_config(directory, bootstrap, topic)
     stream = Stream.from_config(load_config(path), STREAM)
-    table = stream.table.open()
+    writer = stream.writer()
     with open_consumer(stream.connection, stream.group_id) as consumer:
-        plan = plan_forward(read_ledger(table, topic), partition_marks(consumer, topic))
+        plan = plan_forward(writer.ledger, partition_marks(consumer, topic))
         limits = ReadLimits(batch_records=commits, batch_bytes=1 << 40, idle_timeout=30)
         batches = list(read_ranges(consumer, topic, plan.ranges, limits))
     decoder = stream.decoder()
@@ -605,12 +591,10 @@ def build_overhead_table(
             row = batch.slice(i, 1)
             p = row.column("kafka_partition")[0].as_py()
             o = row.column("kafka_offset")[0].as_py()
-            update = LedgerUpdate(read_ledger(table, topic))
+            update = writer.update()
             update.add(OffsetRange(p, o, o + 1), 1)
-            stream.table.commit(table, row, update, "forward", extra={"lakeport.stream": STREAM})
+            writer.commit(update, append(row), "forward", extra={"lakeport.stream": STREAM})
             made += 1
-            if made % 100 == 0:  # a long-lived DeltaTable replays an ever longer log: reload
-                table = stream.table.open()
             if made % 500 == 0:
                 rate = (time.perf_counter() - began) / made
                 print(f"  overhead table: {made}/{commits} commits ({rate * 1000:.0f} ms each)",
@@ -622,7 +606,7 @@ def build_overhead_table(
         "commits": made,
         "build_seconds": seconds,
         "ms_per_commit": seconds / made * 1000 if made else float("nan"),
-        "table_version": table.version(),
+        "table_version": writer.version,
     }
 
 
@@ -716,7 +700,7 @@ def _targets(
         assert av is not None
         add("Avro >= 120k events/s", av.events_per_second, av.events_per_second >= TARGET_AVRO_EPS)
     else:
-        add("Avro >= 120k events/s", None, None, av.skipped if av else "not run")
+        add("Avro >= 120k events/s", None, None, (av.skipped if av else None) or "not run")
     if overhead and "median_seconds" in overhead:
         s, n = overhead["median_seconds"], overhead["commits"]
         note = "" if n >= TARGET_OVERHEAD_COMMITS else f"measured at {n:,} commits, not 10k"
@@ -788,7 +772,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         try:
             if not args.bootstrap:
-                from connectors.local_broker import LocalBroker
+                from dev.local_broker import LocalBroker
 
                 broker = LocalBroker(home=workdir / "broker")
                 began = time.perf_counter()
@@ -823,22 +807,17 @@ def _measure_all(args: argparse.Namespace, workdir: Path) -> int:
             summaries[variant] = VariantSummary(variant, runs)
 
     if "lakeport-avro" in wanted:
-        why = avro_decoder_available()
-        if why:
-            print(f"avro: skipped ({why})")
-            summaries["lakeport-avro"] = VariantSummary("lakeport-avro", [], skipped=why)
-        else:
-            url = f"mock://bench-{tag}"
-            print(f"producing {args.events:,} Avro events ...", flush=True)
-            pa_ = produce_avro(args.bootstrap, f"bench-avro-{tag}", args.events, args.seed, url)
-            produced["avro"] = asdict(pa_)
-            schema_id = register_writer_schema(url)
-            runs = []
-            for i in range(args.runs):
-                print(f"lakeport-avro: run {i + 1}/{args.runs} ...", flush=True)
-                extra = ["--topic", pa_.topic, "--registry-url", url, "--schema-id", str(schema_id)]
-                runs.append(_child("lakeport-avro", args, workdir, extra))
-            summaries["lakeport-avro"] = VariantSummary("lakeport-avro", runs)
+        url = f"mock://bench-{tag}"
+        print(f"producing {args.events:,} Avro events ...", flush=True)
+        pa_ = produce_avro(args.bootstrap, f"bench-avro-{tag}", args.events, args.seed, url)
+        produced["avro"] = asdict(pa_)
+        schema_id = register_writer_schema(url)
+        runs = []
+        for i in range(args.runs):
+            print(f"lakeport-avro: run {i + 1}/{args.runs} ...", flush=True)
+            extra = ["--topic", pa_.topic, "--registry-url", url, "--schema-id", str(schema_id)]
+            runs.append(_child("lakeport-avro", args, workdir, extra))
+        summaries["lakeport-avro"] = VariantSummary("lakeport-avro", runs)
 
     if "overhead" in wanted and args.overhead_commits > 0:
         print(f"building a table of {args.overhead_commits:,} lakeport commits ...", flush=True)

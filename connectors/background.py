@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -25,7 +25,7 @@ class _Raised:
 _DONE = object()
 
 
-def ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+def ahead(items: Iterator[T], depth: int = 1) -> Generator[T, None, None]:
     """Yield `items`, produced by a background thread that runs at most `depth` items ahead.
 
     At most `depth + 1` items exist at once: the one the caller works on and those made ahead

@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
 
-from connectors.config import ConfigError, LakeportConfig, load_config
-from connectors.errors import LakeportError
-from connectors.ranges import OffsetRange
+import connectors
+from connectors import (
+    ConfigError,
+    LakeportConfig,
+    LakeportError,
+    OffsetRange,
+    RunReport,
+    Stream,
+    UsageError,
+    audit,
+    check_connection,
+    client_settings,
+    load_config,
+    redrive,
+    run_forward,
+    run_query,
+    run_time_window,
+    run_window,
+    status,
+)
 
 DEFAULT_BROKER_HOME = Path(".lakeport/broker")
 DEFAULT_BROKER_PORT = 19092
@@ -26,8 +45,31 @@ def _streams(args: argparse.Namespace, config: LakeportConfig) -> list[str]:
     return [args.stream] if args.stream else list(config.streams)
 
 
+def dev_module(name: str) -> ModuleType:
+    """A module of the checkout's `dev/` package (the broker, the sample events).
+
+    Development tooling is not part of an installed lakeport; from an editable install or a
+    working directory inside the checkout it is found and imported.
+    """
+    for root in (Path(connectors.__file__).resolve().parent.parent, *_cwd_and_parents()):
+        if (root / "dev" / "__init__.py").is_file() and (root / "connectors").is_dir():
+            if str(root) not in sys.path:
+                sys.path.insert(0, str(root))
+            return importlib.import_module(f"dev.{name}")
+    raise UsageError(
+        "this command is development tooling that lives in the lakeport checkout (dev/):"
+        " run it from a clone of the repository (e.g. `.venv/bin/lakeport broker start`)"
+    )
+
+
+def _cwd_and_parents() -> list[Path]:
+    cwd = Path.cwd().resolve()
+    return [cwd, *cwd.parents]
+
+
 def cmd_broker(args: argparse.Namespace) -> int:
-    from connectors.local_broker import LocalBroker, ScramUser
+    local_broker = dev_module("local_broker")
+    LocalBroker, ScramUser = local_broker.LocalBroker, local_broker.ScramUser
 
     home = Path(args.home)
     known = (home / "state.json").exists()
@@ -35,7 +77,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
         if known and LocalBroker.attach(home).is_running():
             print(f"already running: {LocalBroker.attach(home).bootstrap_servers}")
             return 0
-        users: tuple[ScramUser, ...] = ()
+        users: tuple[object, ...] = ()
         if args.secure:
             password = os.environ.get("LAKEPORT_BROKER_PASSWORD")
             if not password:
@@ -65,9 +107,10 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_produce_sample(args: argparse.Namespace) -> int:
-    from connectors.kafka_client import client_settings
-    from connectors.sample_events import Awkward, notification_events, price_events, produce_sample
 
+    samples = dev_module("sample_events")
+    Awkward, notification_events = samples.Awkward, samples.notification_events
+    price_events, produce_sample = samples.price_events, samples.produce_sample
     config = _config(args)
     stream = config.stream(args.stream)
     if args.kind == "prices":
@@ -88,10 +131,7 @@ def cmd_produce_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_run(report: object) -> None:
-    from connectors.ingest import RunReport
-
-    assert isinstance(report, RunReport)
+def _print_run(report: RunReport) -> None:
     ranges = " ".join(str(r) for r in report.ranges) or "nothing new"
     print(
         f"{report.stream} [{report.mode}]: {report.records} rows, {report.dead} dead letters,"
@@ -106,7 +146,6 @@ def _print_run(report: object) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from connectors.ingest import Stream, run_forward
 
     config = _config(args)
     for name in _streams(args, config):
@@ -115,18 +154,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from connectors.ingest import Stream, run_time_window, run_window
 
     stream = Stream.from_config(_config(args), args.stream)
     if args.from_time or args.to_time:
         if not (args.from_time and args.to_time):
-            raise ConfigError("--from and --to go together")
+            raise UsageError("--from and --to go together")
         report = run_time_window(
             stream, _timestamp(args.from_time), _timestamp(args.to_time), args.mode
         )
     else:
         if args.from_offset is None or args.to_offset is None or not args.partition:
-            raise ConfigError("give --partition, --from-offset and --to-offset, or --from and --to")
+            raise UsageError("give --partition, --from-offset and --to-offset, or --from and --to")
         window = [OffsetRange(p, args.from_offset, args.to_offset) for p in args.partition]
         report = run_window(stream, window, args.mode)
     _print_run(report)
@@ -136,13 +174,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 def _timestamp(text: str) -> datetime:
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is None:
-        raise ConfigError(f"{text}: give a time zone, e.g. 2026-11-01T00:00Z")
+        raise UsageError(f"{text}: give a time zone, e.g. 2026-11-01T00:00Z")
     return value
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from connectors.audit import status
-    from connectors.ingest import Stream
 
     config = _config(args)
     for name in _streams(args, config):
@@ -160,27 +196,23 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_check_connection(args: argparse.Namespace) -> int:
-    from connectors.connection_check import check_connection
-    from connectors.ingest import Stream
-    from connectors.kafka_client import KafkaError
 
     config = _config(args)
-    failed: list[str] = []
+    failed: list[tuple[str, LakeportError]] = []
     for name in _streams(args, config):
         report = check_connection(Stream.from_config(config, name))
         print(f"{name}: {'ok' if report.ok else 'FAILED'} ({report.seconds:.1f} s)")
         for step in report.steps:
             print(f"  {step}")
-        if report.problem:
-            failed.append(f"{name}: {report.problem}")
+        if report.error is not None:
+            failed.append((name, report.error))
     if failed:
-        raise KafkaError("; ".join(failed))
+        first = type(failed[0][1])  # the first failure's kind, every stream's reason
+        raise first("; ".join(f"{name}: {error}" for name, error in failed))
     return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from connectors.audit import audit
-    from connectors.ingest import Stream
 
     config = _config(args)
     failed = False
@@ -195,13 +227,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
-    from connectors.ingest import Stream
-    from connectors.redrive import redrive
 
     window = None
     if args.from_offset is not None or args.to_offset is not None or args.partition:
         if args.from_offset is None or args.to_offset is None or not args.partition:
-            raise ConfigError("--partition, --from-offset and --to-offset go together")
+            raise UsageError("--partition, --from-offset and --to-offset go together")
         window = [OffsetRange(p, args.from_offset, args.to_offset) for p in args.partition]
     report = redrive(Stream.from_config(_config(args), args.stream), window)
     print(
@@ -214,7 +244,6 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from connectors.query import run_query
 
     table = run_query(_config(args), args.sql)
     names = table.column_names
@@ -304,9 +333,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
     try:
-        return args.handler(args)
+        code: int = args.handler(args)
+        return code
     except LakeportError as exc:
-        print(f"lakeport: error: {exc}", file=sys.stderr)
+        notes = "; ".join(getattr(exc, "__notes__", ()))
+        print(f"lakeport: error: {exc}" + (f" ({notes})" if notes else ""), file=sys.stderr)
         return 2
 
 

@@ -15,15 +15,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from connectors.errors import LakeportError
+from connectors.errors import ConfigError
 
 DEFAULT_CONFIG = "lakeport.yaml"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME = r"^[A-Za-z][A-Za-z0-9_]*$"
-
-
-class ConfigError(LakeportError, ValueError):
-    """The configuration file is missing, unreadable or invalid."""
 
 
 class _Strict(BaseModel):

@@ -13,16 +13,16 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka import KafkaException, TopicPartition
 
-from connectors.ingest import Stream
+from connectors.errors import AccessDenied, BrokerUnavailable, LakeportError
 from connectors.kafka_client import (
-    KafkaError,
     LakeportConsumer,
-    PartitionMarks,
     group_problem,
     open_consumer,
     partition_marks,
     serve_events,
 )
+from connectors.ranges import PartitionMarks
+from connectors.stream import Stream
 
 GROUP_TIMEOUT_S = 10.0
 
@@ -37,12 +37,16 @@ class ConnectionReport:
     group_id: str
     steps: list[str] = field(default_factory=list)
     partitions: dict[int, PartitionMarks] = field(default_factory=dict)
-    problem: str | None = None
+    error: LakeportError | None = None
     seconds: float = 0.0
 
     @property
+    def problem(self) -> str | None:
+        return None if self.error is None else str(self.error)
+
+    @property
     def ok(self) -> bool:
-        return self.problem is None
+        return self.error is None
 
 
 def check_connection(
@@ -65,8 +69,8 @@ def check_connection(
             )
             _check_group(consumer, stream, sorted(report.partitions), group_timeout)
             report.steps.append(f"consumer group {stream.group_id!r}: may be used")
-    except KafkaError as exc:
-        report.problem = str(exc)
+    except LakeportError as exc:
+        report.error = exc
     report.seconds = time.monotonic() - began
     return report
 
@@ -97,7 +101,7 @@ def _check_group(
         for event in serve_events(consumer, 0.1):
             _raise_group_problem(stream, event)
         if time.monotonic() >= deadline:
-            raise KafkaError(
+            raise BrokerUnavailable(
                 f"consumer group {stream.group_id!r} on {stream.connection.bootstrap_servers}"
                 f" did not answer within {timeout:.0f} s ({last})"
             )
@@ -107,13 +111,13 @@ def _raise_group_problem(stream: Stream, error: RdKafkaError) -> None:
     conn = stream.connection
     who = f"user {conn.sasl_username!r}" if conn.sasl_username else "this client"
     if error.code() == RdKafkaError.GROUP_AUTHORIZATION_FAILED:
-        raise KafkaError(group_problem(conn, stream.group_id))
+        raise AccessDenied(group_problem(conn, stream.group_id))
     if error.code() == RdKafkaError.TOPIC_AUTHORIZATION_FAILED:
-        raise KafkaError(
+        raise AccessDenied(
             f"{who} is not authorized to read topic {stream.topic!r} on {conn.bootstrap_servers}"
         )
     if error.code() in (RdKafkaError._PARTITION_EOF, RdKafkaError._NO_OFFSET):
         return
-    raise KafkaError(
+    raise BrokerUnavailable(
         f"consumer group {stream.group_id!r} on {conn.bootstrap_servers}: {error.str()}"
     )

@@ -1,7 +1,8 @@
-"""Delta tables of a stream: data and ledger committed together, dead letters beside them.
+"""Where a Delta table lives, how to open it, and storage failures in plain words.
 
-Every data commit carries the ledger update as `txn` actions and a description of the ranges as
-commit metadata, so a commit lands all of its micro-batch and its progress, or nothing.
+Readers (`status`, `audit`, `query`, re-drive) and the writer open tables only through
+`DeltaStore`, so storage options (which may hold keys) stay out of reprs and every storage
+failure becomes one catalogued error naming the table and the fix.
 """
 
 from __future__ import annotations
@@ -11,21 +12,18 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
-from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError, TableNotFoundError
 
-from connectors.errors import LakeportError
-from connectors.ledger import LedgerUpdate
+from connectors.errors import (
+    AccessDenied,
+    ConfigError,
+    LakeportError,
+    NotFound,
+    StorageUnavailable,
+)
 from connectors.ranges import OffsetRange
-from connectors.table_schema import DEAD_LETTER_SCHEMA
-
-
-class ConcurrentChange(LakeportError):
-    """Another writer changed the same partitions first; re-plan from the new ledger."""
-
-
-class TableWriteError(LakeportError):
-    """The table could not be written (permissions, storage outage); nothing was committed."""
+from connectors.retry import retrying
 
 
 def window_predicate(ranges: Iterable[OffsetRange]) -> str:
@@ -50,9 +48,45 @@ def window_filter(ranges: Iterable[OffsetRange]) -> ds.Expression | None:
     return expr
 
 
+def storage_error(uri: str, exc: BaseException, doing: str = "open") -> LakeportError:
+    """One catalogued error for a storage failure (delta-rs reports them as OSError/DeltaError)."""
+    text = str(exc).replace("\n", " ")
+    lower = text.lower()
+    where = f"cannot {doing} table {uri}"
+    if "allow_http" in lower or ("http://" in lower and "https" in lower and "scheme" in lower):
+        return ConfigError(
+            f"{where}: the storage endpoint uses http:// but HTTP is not allowed; set"
+            ' AWS_ALLOW_HTTP: "true" in lakehouse.storage_options (or use https)'
+        )
+    if "nosuchbucket" in lower or "bucket does not exist" in lower:
+        return NotFound(f"{where}: the bucket does not exist; check lakehouse.root")
+    if any(
+        word in lower
+        for word in (
+            "permission denied",
+            "operation not permitted",
+            "accessdenied",
+            "access denied",
+            "forbidden",
+        )
+    ):
+        return AccessDenied(
+            f"{where}: permission denied; check the storage credentials in"
+            " lakehouse.storage_options and that they may read and write there"
+        )
+    if "read-only file system" in lower:
+        return AccessDenied(f"{where}: the file system is read-only")
+    return StorageUnavailable(f"{where}: {_first_sentence(text)}")
+
+
+def _first_sentence(text: str) -> str:
+    """delta-rs chains its causes into one long line; the first 300 characters say enough."""
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 @dataclass
 class DeltaStore:
-    """One Delta table at `uri`, created on first use with `schema`."""
+    """One Delta table at `uri`, created on first write with `schema`."""
 
     uri: str
     schema: pa.Schema
@@ -60,18 +94,31 @@ class DeltaStore:
 
     def open(self) -> DeltaTable:
         """The table, created empty if it does not exist yet (so writers never race on creation)."""
-        try:
-            return DeltaTable(self.uri, storage_options=self.storage_options)
-        except TableNotFoundError:
-            return DeltaTable.create(
-                self.uri, self.schema, mode="ignore", storage_options=self.storage_options
-            )
+
+        def attempt() -> DeltaTable:
+            try:
+                return DeltaTable(self.uri, storage_options=self.storage_options)
+            except TableNotFoundError:
+                return DeltaTable.create(
+                    self.uri, self.schema, mode="ignore", storage_options=self.storage_options
+                )
+            except (OSError, DeltaError) as exc:
+                raise storage_error(self.uri, exc) from None
+
+        return retrying(attempt, f"open {self.uri}")
 
     def open_existing(self) -> DeltaTable | None:
-        try:
-            return DeltaTable(self.uri, storage_options=self.storage_options)
-        except TableNotFoundError:
-            return None
+        """The table, or None if nothing was written to it yet."""
+
+        def attempt() -> DeltaTable | None:
+            try:
+                return DeltaTable(self.uri, storage_options=self.storage_options)
+            except TableNotFoundError:
+                return None
+            except (OSError, DeltaError) as exc:
+                raise storage_error(self.uri, exc) from None
+
+        return retrying(attempt, f"open {self.uri}")
 
     def count_in(self, table: DeltaTable, ranges: Iterable[OffsetRange]) -> int:
         """Rows of `ranges` in this snapshot (file statistics prune most files)."""
@@ -79,63 +126,3 @@ class DeltaStore:
         if expr is None:
             return 0
         return table.to_pyarrow_dataset().count_rows(filter=expr)
-
-    def commit(
-        self,
-        table: DeltaTable,
-        rows: pa.Table,
-        update: LedgerUpdate,
-        operation: str,
-        replace: list[OffsetRange] | None = None,
-        extra: dict[str, str] | None = None,
-    ) -> int:
-        """Append `rows` (or swap them in for the `replace` window) with the ledger update.
-
-        Raises ConcurrentChange when another writer committed to the same partitions since
-        `table`'s snapshot: the loser never lands a duplicate.
-        """
-        properties = CommitProperties(
-            custom_metadata=update.commit_metadata(operation, extra),
-            app_transactions=update.transactions(),
-        )
-        try:
-            write_deltalake(
-                table,
-                rows,
-                mode="overwrite" if replace is not None else "append",
-                predicate=window_predicate(replace) if replace is not None else None,
-                schema_mode="merge",
-                commit_properties=properties,
-                writer_properties=WriterProperties(compression="SNAPPY"),
-                storage_options=self.storage_options,
-            )
-        except CommitFailedError as exc:
-            raise ConcurrentChange(f"{self.uri}: {exc}") from None
-        except (OSError, DeltaError) as exc:
-            raise TableWriteError(f"cannot write to table {self.uri}: {exc}") from None
-        return table.version()
-
-    def replace_window(self, ranges: list[OffsetRange], rows: pa.Table) -> None:
-        """Make the window hold exactly `rows` (dead letters: idempotent on retry)."""
-        table = self.open_existing()
-        if table is None:
-            if rows.num_rows == 0:
-                return
-            table = self.open()
-        elif rows.num_rows == 0 and self.count_in(table, ranges) == 0:
-            return
-        try:
-            write_deltalake(
-                table,
-                rows,
-                mode="overwrite",
-                predicate=window_predicate(ranges),
-                schema_mode="merge",
-                storage_options=self.storage_options,
-            )
-        except (OSError, DeltaError) as exc:
-            raise TableWriteError(f"cannot write to table {self.uri}: {exc}") from None
-
-
-def dead_letter_store(uri: str, storage_options: dict[str, str]) -> DeltaStore:
-    return DeltaStore(uri, DEAD_LETTER_SCHEMA, storage_options)

@@ -9,94 +9,37 @@ wins a race the run re-plans from the new ledger.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import random
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from confluent_kafka import Consumer
-from deltalake import DeltaTable
 
 from connectors.background import ahead
-from connectors.config import ConnectionConfig, LakeportConfig, StreamConfig
-from connectors.decoding import Decoded, Decoder, per_partition
-from connectors.delta_store import ConcurrentChange, DeltaStore, dead_letter_store
-from connectors.errors import LakeportError
-from connectors.json_decoder import JsonDecoder
-from connectors.kafka_client import (
-    PartitionMarks,
-    mirror_group_offsets,
-    offsets_at,
-    open_consumer,
-    partition_marks,
+from connectors.decoders import Decoded, Decoder, per_partition
+from connectors.errors import (
+    ConcurrentChange,
+    DecodeError,
+    LedgerError,
+    RetentionLossError,
+    TransientError,
 )
-from connectors.ledger import Ledger, LedgerError, LedgerUpdate, LedgerView
+from connectors.kafka_client import mirror_group_offsets, offsets_at, open_consumer, partition_marks
+from connectors.ledger import Ledger
 from connectors.planner import Mode, Plan, plan_forward, plan_window, time_window
-from connectors.ranges import OffsetRange
-from connectors.reader import RawBatch, ReadLimits, read_ranges
-from connectors.table_schema import StreamSchema, load_schema
+from connectors.ranges import OffsetRange, PartitionMarks
+from connectors.reader import RawBatch, read_ranges
+from connectors.retry import Backoff, retrying
+from connectors.stream import Stream
+from connectors.writer import TableWriter, append
 
 log = logging.getLogger("lakeport")
-
-
-class DecodeError(LakeportError):
-    """A record did not decode and the stream's policy is to stop rather than dead-letter."""
-
-
-class RetentionLossError(LakeportError):
-    """Offsets the table still needed were deleted by retention (recorded, then the run stops)."""
-
-
-@dataclass(frozen=True)
-class Stream:
-    """Everything a run of one configured stream needs."""
-
-    name: str
-    config: StreamConfig
-    connection: ConnectionConfig
-    schema: StreamSchema
-    table: DeltaStore
-    dead_letters: DeltaStore
-
-    @classmethod
-    def from_config(cls, config: LakeportConfig, name: str) -> Stream:
-        stream = config.stream(name)
-        schema = load_schema(config.schema_path(stream))
-        options = config.storage_options()
-        return cls(
-            name=name,
-            config=stream,
-            connection=config.connections[stream.connection],
-            schema=schema,
-            table=DeltaStore(config.table_uri(stream), schema.arrow, options),
-            dead_letters=dead_letter_store(config.dead_letter_uri(stream), options),
-        )
-
-    @property
-    def topic(self) -> str:
-        return self.config.topic
-
-    @property
-    def group_id(self) -> str:
-        return self.config.group_id or f"lakeport.{self.name}"
-
-    def decoder(self) -> Decoder:
-        if self.config.format == "json":
-            return JsonDecoder(self.schema)
-        from connectors.avro_decoder import AvroDecoder
-
-        return AvroDecoder(self.schema, self.config)
-
-    def limits(self) -> ReadLimits:
-        return ReadLimits(
-            batch_records=self.config.batch_records,
-            batch_bytes=self.config.batch_bytes,
-            idle_timeout=self.config.idle_timeout_seconds,
-        )
+T = TypeVar("T")
 
 
 @dataclass
@@ -111,12 +54,13 @@ class RunReport:
     dead: int = 0
     bytes: int = 0
     commits: int = 0
-    files_added: int = 0
     table_version: int | None = None
     lag: dict[int, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     replans: int = 0
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    """Seconds per phase: `read_s` (reader thread), `wait_for_reader_s`, `decode_s`, `commit_s`."""
 
     @property
     def events_per_second(self) -> float:
@@ -159,40 +103,32 @@ def offset_window(
 
 
 def _run(stream: Stream, mode: Mode, make_plan: PlanMaker) -> RunReport:
+    """Plan, land and mirror; when another writer wins a race, re-plan from the new ledger."""
     report = RunReport(stream.name, mode)
     began = time.monotonic()
-    decoder: Decoder | None = None
-    for attempt in itertools.count():
+    decoders: list[Decoder] = []  # built once, on the first plan that reads anything
+
+    def attempt() -> None:
         try:
             with open_consumer(stream.connection, stream.group_id) as consumer:
                 marks = partition_marks(consumer, stream.topic)
-                ledgers = LedgerView(stream.table.open(), stream.topic)
-                plan = make_plan(ledgers.current(), marks, consumer)
-                _record_unreadable(stream, ledgers, plan, report)
+                writer = stream.writer()
+                plan = make_plan(writer.ledger, marks, consumer)
+                _record_unreadable(writer, plan, report)
                 if plan.ranges:
-                    decoder = decoder or stream.decoder()
-                    _land(stream, consumer, ledgers, plan, decoder, report, began)
-                report.table_version = ledgers.table.version()
-                ledger = ledgers.current()
-                frontiers = {p: ledger.partition(p).frontier for p in ledger.partitions}
-                warning = mirror_group_offsets(
-                    consumer, stream.topic, frontiers, check_reachable=report.commits > 0
-                )
-                if warning:
-                    report.warnings.append(warning)
-                if report.commits:
-                    marks = partition_marks(consumer, stream.topic)
-                report.lag = {p: max(0, m.high - frontiers.get(p, 0)) for p, m in marks.items()}
-            break
-        except (ConcurrentChange, LedgerError) as exc:
-            if time.monotonic() - began > stream.config.replan_timeout_seconds:
-                raise
-            report.replans += 1
-            log.info(
-                "stream %s: another writer got there first (%s); re-planning", stream.name, exc
-            )
-            # Back off with jitter so that two racing writers stop colliding.
-            time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
+                    decoders[:] = decoders or [stream.decoder()]
+                    _land(stream, consumer, writer, plan, decoders[0], report, began)
+                report.table_version = writer.version
+                _mirror(stream, consumer, writer.ledger, marks, report)
+        except LedgerError as exc:  # the plan overlaps what another writer landed meanwhile
+            raise ConcurrentChange(str(exc)) from None
+
+    def replan(exc: TransientError) -> None:
+        report.replans += 1
+        log.info("stream %s: another writer got there first (%s); re-planning", stream.name, exc)
+
+    replans = Backoff(attempts=1_000, deadline_s=stream.config.replan_timeout_seconds)
+    retrying(attempt, f"stream {stream.name}", replans, replan, retry_on=(ConcurrentChange,))
     report.seconds = time.monotonic() - began
     if report.lost and stream.config.on_retention_loss == "fail":
         lost = ", ".join(str(r) for r in report.lost)
@@ -205,10 +141,29 @@ def _run(stream: Stream, mode: Mode, make_plan: PlanMaker) -> RunReport:
     return report
 
 
+def _mirror(
+    stream: Stream,
+    consumer: Consumer,
+    ledger: Ledger,
+    marks: dict[int, PartitionMarks],
+    report: RunReport,
+) -> None:
+    """Mirror the frontiers to the consumer group (for Kafka tools) and compute the lag."""
+    frontiers = {p: ledger.partition(p).frontier for p in ledger.partitions}
+    warning = mirror_group_offsets(
+        consumer, stream.topic, frontiers, check_reachable=report.commits > 0
+    )
+    if warning:
+        report.warnings.append(warning)
+    if report.commits:
+        marks = partition_marks(consumer, stream.topic)
+    report.lag = {p: max(0, m.high - frontiers.get(p, 0)) for p, m in marks.items()}
+
+
 def _land(
     stream: Stream,
     consumer: Consumer,
-    ledgers: LedgerView,
+    writer: TableWriter,
     plan: Plan,
     decoder: Decoder,
     report: RunReport,
@@ -216,27 +171,49 @@ def _land(
 ) -> None:
     """Read the plan's ranges and commit them micro-batch by micro-batch."""
     limit = stream.config.max_seconds_per_run
-    batches = read_ranges(consumer, stream.topic, plan.ranges, stream.limits())
+    batches = _timed(read_ranges(consumer, stream.topic, plan.ranges, stream.limits()), report)
     with closing(ahead(batches)) as prefetched:  # the reader thread ends before reuse
+        waited = time.perf_counter()
         for raw in prefetched:
-            _commit_batch(stream, ledgers, raw, decoder.decode(raw.records), plan.mode, report)
+            report.timings["wait_for_reader_s"] += time.perf_counter() - waited
+            decoded = _phase(report, "decode_s", decoder.decode, raw.records)
+            _phase(
+                report, "commit_s", _commit_batch, stream, writer, raw, decoded, plan.mode, report
+            )
             if limit is not None and time.monotonic() - began > limit:
                 report.warnings.append("stopped at max_seconds_per_run")
                 break
+            waited = time.perf_counter()
 
 
-def _record_unreadable(stream: Stream, ledgers: LedgerView, plan: Plan, report: RunReport) -> None:
+def _timed(batches: Iterator[RawBatch], report: RunReport) -> Iterator[RawBatch]:
+    """The reader's batches, adding the time spent reading each to `report.timings`."""
+    while True:
+        began = time.perf_counter()
+        batch = next(batches, None)
+        report.timings["read_s"] += time.perf_counter() - began
+        if batch is None:
+            return
+        yield batch
+
+
+def _phase(report: RunReport, name: str, fn: Callable[..., T], *args: object) -> T:
+    began = time.perf_counter()
+    try:
+        return fn(*args)
+    finally:
+        report.timings[name] += time.perf_counter() - began
+
+
+def _record_unreadable(writer: TableWriter, plan: Plan, report: RunReport) -> None:
     """Record offsets retention deleted before they were read, in one ledger-only commit."""
     unreadable = [*plan.never_read, *plan.retention_loss]
     if not unreadable:
         return
-    update = LedgerUpdate(ledgers.current())
+    update = writer.update()
     for r in unreadable:
         update.mark_lost(r)
-    version = stream.table.commit(
-        ledgers.table, stream.table.schema.empty_table(), update, "retention"
-    )
-    ledgers.committed(update, version)
+    writer.commit(update, append(writer.store.schema.empty_table()), "retention")
     report.lost += plan.retention_loss
     report.commits += 1
     if plan.retention_loss:
@@ -247,13 +224,13 @@ def _record_unreadable(stream: Stream, ledgers: LedgerView, plan: Plan, report: 
 
 def _commit_batch(
     stream: Stream,
-    ledgers: LedgerView,
+    writer: TableWriter,
     raw: RawBatch,
     decoded: Decoded,
     mode: Mode,
     report: RunReport,
 ) -> None:
-    """Land one micro-batch: dead letters for its window first (idempotent), then rows + ledger."""
+    """Land one micro-batch: its ledger update, then dead letters and rows through the writer."""
     spans = list(raw.spans)
     if decoded.dead.num_rows and stream.config.on_decode_error == "fail":
         first = decoded.dead.slice(0, 1).to_pylist()[0]
@@ -264,45 +241,29 @@ def _commit_batch(
             " committed; set on_decode_error: dead-letter to keep going)"
         )
     rows, dead = per_partition(decoded.rows), per_partition(decoded.dead)
-    table = ledgers.table
-    update = LedgerUpdate(ledgers.current())
-    if mode == "replace":
-        old_dead = _existing_per_span(stream.dead_letters, spans)
-        old_rows = _existing_per_span(stream.table, spans, table)
-    stream.dead_letters.replace_window(spans, decoded.dead)
+    update = writer.update()
+    held = writer.held(spans) if mode == "replace" else {}
     for span in spans:
         n_rows, n_dead = rows.get(span.partition, 0), dead.get(span.partition, 0)
         if mode == "replace":
-            was_dead = old_dead[span]
-            update.replace(span, n_rows + n_dead, n_dead, old_rows[span] + was_dead, was_dead)
+            old_records, old_dead = held[span]
+            update.replace(span, n_rows + n_dead, n_dead, old_records, old_dead)
         else:
             update.add(span, n_rows + n_dead, n_dead)
-    report.table_version = stream.table.commit(
-        table,
-        decoded.rows,
+    report.table_version = writer.commit_batch(
         update,
+        decoded.rows,
+        decoded.dead,
+        spans,
         mode,
-        replace=spans if mode == "replace" else None,
         extra={
             "lakeport.stream": stream.name,
             "lakeport.records": str(decoded.rows.num_rows),
             "lakeport.dead_letters": str(decoded.dead.num_rows),
         },
     )
-    ledgers.committed(update, report.table_version)
     report.commits += 1
-    if report.commits % 100 == 0:
-        ledgers.reload(stream.table.open())
     report.ranges += spans
     report.records += decoded.rows.num_rows
     report.dead += decoded.dead.num_rows
     report.bytes += raw.bytes
-
-
-def _existing_per_span(
-    store: DeltaStore, spans: list[OffsetRange], table: DeltaTable | None = None
-) -> dict[OffsetRange, int]:
-    snapshot = table or store.open_existing()
-    if snapshot is None:
-        return dict.fromkeys(spans, 0)
-    return {span: store.count_in(snapshot, [span]) for span in spans}

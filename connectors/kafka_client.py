@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +23,14 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka import KafkaError as RdKafkaError
 
 from connectors.config import ConnectionConfig
-from connectors.errors import LakeportError
+from connectors.errors import (
+    AccessDenied,
+    BrokerUnavailable,
+    ConfigError,
+    LakeportError,
+    NotFound,
+)
+from connectors.ranges import PartitionMarks
 
 log = logging.getLogger("lakeport")
 # librdkafka's own log lines (they never contain sasl.password: checked by the hygiene tests).
@@ -34,10 +40,6 @@ METADATA_TIMEOUT_S = 10.0
 _TLS_PROBE_TIMEOUT_S = 3.0
 # Errors that retrying will not fix: report them at once instead of waiting for a timeout.
 _BLOCKING_CODES = frozenset({RdKafkaError._AUTHENTICATION, RdKafkaError._SSL})
-
-
-class KafkaError(LakeportError):
-    """The broker could not be reached or refused a request; the message is safe to show."""
 
 
 class ClientHealth:
@@ -70,9 +72,9 @@ class ClientHealth:
         with self._lock:
             self.last = self.blocking = None
 
-    def explain_blocking(self) -> str | None:
-        """A plain-words message for an authentication/TLS failure seen so far, if any."""
-        return explain(self.conn, *self.blocking) if self.blocking else None
+    def blocking_error(self) -> LakeportError | None:
+        """The authentication/TLS failure seen so far, if any, as a catalogued error."""
+        return error_for(self.conn, *self.blocking) if self.blocking else None
 
     def explain_last(self) -> str | None:
         return explain(self.conn, *self.last) if self.last else None
@@ -84,7 +86,7 @@ class LakeportConsumer(Consumer):
     health: ClientHealth
     group_id: str
 
-    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:  # type: ignore[override]
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
         """As Consumer.consume, but a denied consumer group is an error, not a record error.
 
         librdkafka looks up the group coordinator even for assigned partitions and reports a
@@ -95,7 +97,7 @@ class LakeportConsumer(Consumer):
         for m in messages:
             err = m.error()
             if err is not None and err.code() == RdKafkaError.GROUP_AUTHORIZATION_FAILED:
-                raise KafkaError(group_problem(self.health.conn, self.group_id))
+                raise AccessDenied(group_problem(self.health.conn, self.group_id))
         return messages
 
 
@@ -190,6 +192,17 @@ def explain(conn: ConnectionConfig, code: int, text: str) -> str:
     return f"{where}: {_strip_prefix(text)}"
 
 
+def error_for(conn: ConnectionConfig, code: int, text: str) -> LakeportError:
+    """`explain`'s sentence as the catalogued error: credentials and TLS settings are the
+    user's to fix, anything else may pass."""
+    message = explain(conn, code, text)
+    if code == RdKafkaError._AUTHENTICATION:
+        return AccessDenied(message)
+    if message.startswith("TLS"):
+        return ConfigError(message)
+    return BrokerUnavailable(message)
+
+
 def _strip_prefix(text: str) -> str:
     """`sasl_ssl://host:port/bootstrap: reason (after 3ms in state X)` -> `reason`."""
     _, sep, rest = text.partition("/bootstrap: ")
@@ -263,7 +276,7 @@ def range_consumer(conn: ConnectionConfig, group_id: str) -> LakeportConsumer:
     try:
         consumer = LakeportConsumer(settings)
     except KafkaException as exc:
-        raise KafkaError(
+        raise ConfigError(
             f"cannot create a Kafka consumer for {conn.bootstrap_servers}: {exc.args[0].str()}"
             " (check the connection's options)"
         ) from None
@@ -293,8 +306,9 @@ def serve_events(consumer: Consumer, timeout: float = 0.0) -> list[RdKafkaError]
         msg = consumer.poll(timeout)
     except (KafkaException, RuntimeError):
         return errors
-    if msg is not None and msg.error() is not None:
-        errors.append(msg.error())
+    error = None if msg is None else msg.error()
+    if error is not None:
+        errors.append(error)
     return errors
 
 
@@ -302,10 +316,14 @@ def _health(consumer: Consumer) -> ClientHealth | None:
     return getattr(consumer, "health", None)
 
 
-def _unreachable(consumer: Consumer, what: str, timeout: float, exc: KafkaException) -> KafkaError:
+def _unreachable(
+    consumer: Consumer, what: str, timeout: float, exc: KafkaException
+) -> BrokerUnavailable:
     health = _health(consumer)
     reason = health.explain_last() if health else None
-    return KafkaError(f"{what}: no answer within {timeout:.0f} s: {reason or exc.args[0].str()}")
+    return BrokerUnavailable(
+        f"{what}: no answer within {timeout:.0f} s: {reason or exc.args[0].str()}"
+    )
 
 
 def _list_topic(consumer: Consumer, topic: str, timeout: float) -> Any:
@@ -318,9 +336,9 @@ def _list_topic(consumer: Consumer, topic: str, timeout: float) -> Any:
             return consumer.list_topics(topic, timeout=max(0.1, min(1.0, remaining)))
         except KafkaException as exc:
             serve_events(consumer)
-            blocking = health.explain_blocking() if health else None
+            blocking = health.blocking_error() if health else None
             if blocking:
-                raise KafkaError(blocking) from None
+                raise blocking from None
             if time.monotonic() >= deadline:
                 where = health.conn.bootstrap_servers if health else "the broker"
                 raise _unreachable(
@@ -328,30 +346,23 @@ def _list_topic(consumer: Consumer, topic: str, timeout: float) -> Any:
                 ) from None
 
 
-def topic_problem(conn: ConnectionConfig, topic: str, error: RdKafkaError) -> str:
-    """Plain words for a topic-level metadata error."""
+def topic_problem(conn: ConnectionConfig, topic: str, error: RdKafkaError) -> LakeportError:
+    """Plain words for a topic-level error, as the catalogued error."""
     who = f"user {conn.sasl_username!r}" if conn.sasl_username else "this client"
     code = error.code()
     if code == RdKafkaError.TOPIC_AUTHORIZATION_FAILED:
-        return (
+        return AccessDenied(
             f"{who} is not authorized to read topic {topic!r} on {conn.bootstrap_servers}:"
             " ask the cluster operator for READ and DESCRIBE on it, or check the stream's topic"
         )
     if code in (RdKafkaError.UNKNOWN_TOPIC_OR_PART, RdKafkaError._UNKNOWN_TOPIC):
-        return (
+        return NotFound(
             f"topic {topic!r} does not exist on {conn.bootstrap_servers}:"
             " check the stream's topic (names are case-sensitive)"
         )
-    return f"topic {topic!r} is not available on {conn.bootstrap_servers}: {error.str()}"
-
-
-@dataclass(frozen=True)
-class PartitionMarks:
-    """Where a partition's log starts and ends right now."""
-
-    partition: int
-    low: int
-    high: int
+    return BrokerUnavailable(
+        f"topic {topic!r} is not available on {conn.bootstrap_servers}: {error.str()}"
+    )
 
 
 def partition_marks(
@@ -366,9 +377,9 @@ def partition_marks(
     health = _health(consumer)
     if info is None or info.error is not None:
         if info is not None and info.error is not None and health is not None:
-            raise KafkaError(topic_problem(health.conn, topic, info.error))
+            raise topic_problem(health.conn, topic, info.error)
         reason = info.error.str() if info is not None and info.error is not None else "not found"
-        raise KafkaError(f"topic {topic!r} is not available: {reason}")
+        raise NotFound(f"topic {topic!r} is not available: {reason}")
     marks: dict[int, PartitionMarks] = {}
     for p in sorted(info.partitions):
         try:
@@ -420,7 +431,7 @@ def mirror_group_offsets(
         # callers that just heard from the broker skip the check.
         if check_reachable:
             _list_topic(consumer, topic, min(timeout, 3.0))
-    except KafkaError as exc:
+    except LakeportError as exc:
         return f"could not mirror positions to the consumer group: {exc}"
     try:
         if health is None or consumer.assignment():

@@ -27,12 +27,9 @@ from dataclasses import dataclass, field, replace
 
 from deltalake import DeltaTable, Transaction
 
-from connectors.errors import LakeportError
+from connectors.errors import ConcurrentChange, LedgerError
 from connectors.ranges import OffsetRange, Spans
-
-
-class LedgerError(LakeportError):
-    """A commit would break the ledger's invariants (overlap, or progress going backwards)."""
+from connectors.version import __version__
 
 
 @dataclass(frozen=True)
@@ -76,38 +73,6 @@ class Ledger:
     @property
     def partition_count(self) -> int:
         return max(self.partitions, default=-1) + 1
-
-
-class LedgerView:
-    """The ledger of a table being written, re-read only when someone else committed.
-
-    After a commit of ours the new ledger is known (the update applied); reading it back
-    costs a few dozen `txn` look-ups per micro-batch. It must match the snapshot the next
-    commit is made against, so any foreign commit in between forces a fresh read.
-    """
-
-    def __init__(self, table: DeltaTable, topic: str) -> None:
-        self.table = table
-        self._topic = topic
-        self._ledger = read_ledger(table, topic)
-
-    def current(self) -> Ledger:
-        if self._ledger.table_version != self.table.version():
-            self._ledger = read_ledger(self.table, self._topic)
-        return self._ledger
-
-    def reload(self, table: DeltaTable) -> None:
-        """Switch to a freshly loaded table: a long-lived DeltaTable replays an ever longer log
-        after each commit (delta-rs), a fresh one starts from the latest checkpoint."""
-        self.table = table
-
-    def committed(self, update: LedgerUpdate, table_version: int) -> None:
-        """Record our own commit; trust it only if it directly follows what we read."""
-        if (
-            update.before.table_version is not None
-            and table_version == update.before.table_version + 1
-        ):
-            self._ledger = update.applied(table_version)
 
 
 def _app(topic: str, *parts: object) -> str:
@@ -200,6 +165,22 @@ class LedgerUpdate:
         self._set(current, lost=current.lost.union([(span.start, span.end)]))
         self.lost.append(span)
 
+    def rebase(self, ledger: Ledger) -> None:
+        """Move this update onto a newer snapshot, if no commit since touched its partitions.
+
+        Commits to other partitions (another shard, a backfill elsewhere) leave this update
+        valid; a commit to one of its partitions means the plan is stale.
+        """
+        changed = sorted(
+            p for p in self.after if ledger.partition(p).seq != self.before.partition(p).seq
+        )
+        if changed:
+            raise ConcurrentChange(
+                f"table of topic {self.before.topic!r}: another writer committed to partitions"
+                f" {changed} since version {self.before.table_version}"
+            )
+        self.before = ledger
+
     def _set(self, current: PartitionLedger, **changes: object) -> None:
         self.after[current.partition] = replace(current, **changes)  # type: ignore[arg-type]
 
@@ -240,8 +221,6 @@ class LedgerUpdate:
         self, operation: str, extra: dict[str, str] | None = None
     ) -> dict[str, str]:
         """What this commit did, readable in `DESCRIBE HISTORY` (the txn slots are the truth)."""
-        from connectors import __version__
-
         return {
             "lakeport.operation": operation,
             "lakeport.topic": self.before.topic,

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from connectors.kafka_client import PartitionMarks
+from connectors.errors import NotFound
 from connectors.ledger import Ledger
-from connectors.ranges import OffsetRange, Spans
+from connectors.ranges import OffsetRange, PartitionMarks, Spans
 
 Mode = Literal["forward", "replace", "fill"]
 
@@ -71,7 +71,10 @@ def plan_window(
     for w in window:
         mark = marks.get(w.partition)
         if mark is None:
-            raise ValueError(f"partition {w.partition} does not exist on the topic")
+            raise NotFound(
+                f"partition {w.partition} does not exist on the topic (it has partitions"
+                f" 0..{max(marks, default=-1)}): check --partition"
+            )
         part = ledger.partition(w.partition)
         wanted = Spans.of([(w.start, min(w.end, mark.high))])
         missing = wanted.minus(part.handled)

@@ -33,4 +33,5 @@ def connect(config: LakeportConfig) -> duckdb.DuckDBPyConnection:
 
 
 def run_query(config: LakeportConfig, sql: str) -> pa.Table:
-    return connect(config).sql(sql).to_arrow_table()
+    result: pa.Table = connect(config).sql(sql).to_arrow_table()
+    return result

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from connectors.errors import UsageError
+
 
 @dataclass(frozen=True, order=True)
 class OffsetRange:
@@ -21,7 +23,10 @@ class OffsetRange:
 
     def __post_init__(self) -> None:
         if self.start < 0 or self.end < self.start:
-            raise ValueError(f"invalid offset range [{self.start}, {self.end})")
+            raise UsageError(
+                f"invalid offset range [{self.start}, {self.end}) of partition {self.partition}:"
+                " offsets start at 0 and a range's start may not exceed its end"
+            )
 
     def __len__(self) -> int:
         return self.end - self.start
@@ -89,3 +94,12 @@ class Spans:
 
     def __str__(self) -> str:
         return " ".join(f"[{s},{e})" for s, e in self.spans) or "∅"
+
+
+@dataclass(frozen=True)
+class PartitionMarks:
+    """Where a partition's log starts and ends right now (the broker's watermarks)."""
+
+    partition: int
+    low: int
+    high: int

@@ -15,21 +15,18 @@ from collections import defaultdict
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from itertools import zip_longest
+from typing import cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from connectors.errors import LakeportError
+from connectors.errors import BrokerUnavailable
 from connectors.ranges import OffsetRange
 from connectors.table_schema import KAFKA_FIELDS, KAFKA_HEADER, UTC_MICROS
 
 RAW_SCHEMA = pa.schema([*KAFKA_FIELDS, pa.field("value", pa.binary())])
 HEADERS = pa.list_(KAFKA_HEADER)
-
-
-class ReadError(LakeportError):
-    """Kafka reported an error for a partition being read (the message is safe to show)."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +116,7 @@ def _read_batch(
             if messages:
                 chunk = _chunk(topic, messages, ends, position)
                 records += chunk.num_rows
-                size += pc.sum(pc.binary_length(chunk.column("value"))).as_py() or 0
+                size += _value_bytes(chunk)
                 chunks.append(chunk)
             for p in [p for p in open_parts if position[p] == ends[p]]:
                 open_parts.discard(p)
@@ -135,6 +132,11 @@ def _read_batch(
     return RawBatch(pa.Table.from_batches(chunks, schema=RAW_SCHEMA), spans, size)
 
 
+def _value_bytes(chunk: pa.RecordBatch) -> int:
+    lengths = pc.binary_length(cast(pa.BinaryArray, chunk.column("value")))
+    return int(pc.sum(lengths).as_py() or 0)
+
+
 def _without_events(
     topic: str, messages: list[Message], ends: dict[int, int], position: dict[int, int]
 ) -> list[Message]:
@@ -143,12 +145,12 @@ def _without_events(
     if not events:
         return messages
     for m in events:
-        err, p = m.error(), m.partition()
+        err, p = cast(KafkaError, m.error()), cast(int, m.partition())
         if err.code() == KafkaError._PARTITION_EOF:
             if p in ends:
-                position[p] = min(max(position[p], m.offset()), ends[p])
+                position[p] = min(max(position[p], cast(int, m.offset())), ends[p])
         elif p in ends or err.fatal():
-            raise ReadError(f"reading {topic}[{p}] failed: {err.str()}")
+            raise BrokerUnavailable(f"reading {topic}[{p}] failed: {err.str()}")
         # Anything else (a broker connection dropping) librdkafka retries by itself; if it
         # never recovers, the idle timeout ends the batch and the run keeps what it has.
     return [m for m in messages if m.error() is None]
@@ -158,8 +160,9 @@ def _chunk(
     topic: str, messages: list[Message], ends: dict[int, int], position: dict[int, int]
 ) -> pa.RecordBatch:
     """Columns of the messages, one comprehension each, cut at each range's end."""
-    partitions = [m.partition() for m in messages]
-    offsets = [m.offset() for m in messages]
+    # records (not events) always carry a partition and an offset
+    partitions = cast(list[int], [m.partition() for m in messages])
+    offsets = cast(list[int], [m.offset() for m in messages])
     last = dict(zip(partitions, offsets, strict=True))  # offsets rise within a partition
     for p, o in last.items():
         position[p] = min(max(position[p], o + 1), ends[p])

@@ -19,12 +19,12 @@ from typing import Any
 import fastavro
 import pyarrow as pa
 
-from connectors.errors import LakeportError
+from connectors.errors import SchemaError
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 
 KAFKA_HEADER = pa.struct([("key", pa.string()), ("value", pa.binary())])
-KAFKA_FIELDS: list[pa.Field] = [
+KAFKA_FIELDS: list[pa.Field[Any]] = [
     pa.field("kafka_topic", pa.string(), nullable=False),
     pa.field("kafka_partition", pa.int32(), nullable=False),
     pa.field("kafka_offset", pa.int64(), nullable=False),
@@ -45,10 +45,6 @@ DEAD_LETTER_SCHEMA = pa.schema(
 )
 
 
-class SchemaError(LakeportError, ValueError):
-    """An `.avsc` file uses something lakeport cannot map to a Delta column."""
-
-
 @dataclass(frozen=True)
 class Column:
     """One payload column of a table and how to get it from a record."""
@@ -62,7 +58,7 @@ class Column:
     sql: str | None = None
 
     @property
-    def field(self) -> pa.Field:
+    def field(self) -> pa.Field[Any]:
         return pa.field(self.name, self.arrow_type, nullable=True)
 
 

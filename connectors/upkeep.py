@@ -8,11 +8,13 @@ writer holding an older snapshot is not broken.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from deltalake import DeltaTable
 
 from connectors.delta_store import DeltaStore
+from connectors.errors import NotFound
 
 SAFE_VACUUM_HOURS = 168
 
@@ -23,7 +25,7 @@ class UpkeepReport:
 
     action: str
     table_version: int
-    details: dict[str, int | float | str]
+    details: Mapping[str, int | float | str]
 
 
 def compact(store: DeltaStore, target_size: int = 256 * 1024 * 1024) -> UpkeepReport:
@@ -55,5 +57,5 @@ def vacuum(store: DeltaStore, retention_hours: int = SAFE_VACUUM_HOURS) -> Upkee
 def _existing(store: DeltaStore) -> DeltaTable:
     table = store.open_existing()
     if table is None:
-        raise FileNotFoundError(f"{store.uri}: no table yet; ingest first")
+        raise NotFound(f"table {store.uri} does not exist yet: run `lakeport ingest` first")
     return table

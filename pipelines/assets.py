@@ -11,6 +11,7 @@ for the same partitions' ledger fence and each pay the per-run start-up.
 """
 
 from datetime import UTC, datetime
+from typing import Any
 
 from dagster import (
     AssetExecutionContext,
@@ -20,15 +21,21 @@ from dagster import (
     HourlyPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
+    RetryRequested,
     TableColumn,
     TableSchema,
     TimeWindowPartitionsDefinition,
     asset,
 )
 
-from connectors.config import StreamConfig
-from connectors.ingest import RunReport, run_forward, run_time_window
-from connectors.table_schema import StreamSchema
+from connectors import (
+    RunReport,
+    StreamConfig,
+    StreamSchema,
+    TransientError,
+    run_forward,
+    run_time_window,
+)
 from pipelines.resources import LakeportResource
 
 
@@ -49,7 +56,7 @@ def table_schema_metadata(schema: StreamSchema) -> TableSchema:
     return TableSchema(columns=[TableColumn(f.name, str(f.type)) for f in schema.arrow])
 
 
-def run_metadata(report: RunReport) -> dict[str, object]:
+def run_metadata(report: RunReport) -> dict[str, Any]:
     """Materialization metadata: what the run landed, where, and how fast."""
     per_partition: dict[str, list[str]] = {}
     for r in report.ranges:
@@ -91,13 +98,21 @@ def stream_asset(name: str, stream: StreamConfig, schema: StreamSchema) -> Asset
         backfill_policy=BackfillPolicy.single_run(),
         pool=f"lakeport_{name}",
     )
-    def ingest(context: AssetExecutionContext, lakeport: LakeportResource) -> MaterializeResult:
+    def ingest(
+        context: AssetExecutionContext, lakeport: LakeportResource
+    ) -> MaterializeResult[None]:
         engine = lakeport.stream(name)
         window = context.partition_time_window
-        if window.end > datetime.now(UTC):
-            report = run_forward(engine)
-        else:
-            report = run_time_window(engine, window.start, window.end, "replace")
+        try:
+            if window.end > datetime.now(UTC):
+                report = run_forward(engine)
+            else:
+                report = run_time_window(engine, window.start, window.end, "replace")
+        except TransientError as exc:
+            # Broker, storage or registry away, after the engine's own bounded retries: a later
+            # attempt of the same run is safe (every commit is fenced by the ledger).
+            context.log.warning(f"{name}: {exc}; asking Dagster to retry the run")
+            raise RetryRequested(max_retries=2, seconds_to_wait=30) from exc
         context.log.info(
             f"{name}: {report.mode} landed {report.records} records and {report.dead} dead"
             f" letters in {report.commits} commits ({report.seconds:.2f} s)"

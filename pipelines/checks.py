@@ -1,11 +1,11 @@
 """Asset checks per stream, each a thin reading of the ledger or the data through `connectors`."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from dagster import AssetCheckResult, AssetChecksDefinition, AssetCheckSeverity, asset_check
 
-from connectors.audit import audit, dead_letters_since, last_ingest, status
-from connectors.config import StreamConfig
+from connectors import StreamConfig, audit, dead_letters_since, last_ingest, status
 from pipelines.resources import LakeportResource
 
 
@@ -20,7 +20,7 @@ def stream_checks(name: str, stream: StreamConfig) -> list[AssetChecksDefinition
         st = status(lakeport.stream(name))
         missing = {p.partition: str(p.holes) for p in st.partitions if p.holes}
         lost = {p.partition: str(p.lost) for p in st.partitions if p.lost}
-        meta = {
+        meta: dict[str, Any] = {
             "missing_offsets": st.hole_offsets,
             "lost_offsets": st.lost_offsets,
             "missing": missing,

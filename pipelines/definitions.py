@@ -4,8 +4,7 @@ from pathlib import Path
 
 from dagster import Definitions
 
-from connectors.config import config_path, load_config
-from connectors.table_schema import load_schema
+from connectors import config_path, load_config, load_schema
 from pipelines.assets import stream_asset
 from pipelines.checks import stream_checks
 from pipelines.resources import LakeportResource

@@ -7,11 +7,10 @@ only ever see the path of the configuration file.
 
 from dagster import ConfigurableResource
 
-from connectors.config import LakeportConfig, load_config
-from connectors.ingest import Stream
+from connectors import LakeportConfig, Stream, load_config
 
 
-class LakeportResource(ConfigurableResource):
+class LakeportResource(ConfigurableResource["LakeportResource"]):
     """Access to the streams of a `lakeport.yaml`."""
 
     config_path: str

@@ -16,8 +16,7 @@ from dagster import (
     sensor,
 )
 
-from connectors.audit import status
-from connectors.config import StreamConfig
+from connectors import StreamConfig, status
 from pipelines.assets import partitions_for
 from pipelines.resources import LakeportResource
 

@@ -2,7 +2,7 @@
 
 from dagster import AssetObservation, JobDefinition, OpExecutionContext, job, op
 
-from connectors.upkeep import UpkeepReport, checkpoint, compact, vacuum
+from connectors import UpkeepReport, checkpoint, compact, vacuum
 from pipelines.resources import LakeportResource
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from connectors import Stream
 from connectors.config import LakeportConfig, load_config
-from connectors.ingest import Stream
-from connectors.local_broker import LocalBroker
+from dev.local_broker import LocalBroker
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 _topics = itertools.count()

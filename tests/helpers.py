@@ -23,12 +23,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 from deltalake import DeltaTable
 
-from connectors.audit import audit, status
-from connectors.ingest import Stream
+from connectors import Stream
+from connectors.coverage import audit, status
 from connectors.kafka_client import client_settings
 from connectors.ledger import Ledger, read_ledger
 from connectors.ranges import Spans
-from connectors.sample_events import notification_events, produce_sample
+from dev.sample_events import notification_events, produce_sample
 
 ROOT = Path(__file__).resolve().parent.parent
 Pair = tuple[int, int]
@@ -258,7 +258,7 @@ RUNNER_PRELUDE = textwrap.dedent(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     sys.path.insert(0, {root!r})
     from connectors.config import load_config
-    from connectors.ingest import Stream, run_forward, run_window
+    from connectors import Stream, run_forward, run_window
     from connectors.ranges import OffsetRange
     stream = Stream.from_config(load_config({config!r}), "events")
 

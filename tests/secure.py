@@ -26,8 +26,8 @@ from confluent_kafka.admin import (
 )
 
 from connectors.config import LakeportConfig, load_config
-from connectors.local_broker import LocalBroker, ScramUser
-from connectors.sample_events import notification_events, produce_sample
+from dev.local_broker import LocalBroker, ScramUser
+from dev.sample_events import notification_events, produce_sample
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 PASSWORD = "s3cr3t-Pa55w0rd-DO-NOT-LEAK"  # recognisable, so a leak is easy to grep

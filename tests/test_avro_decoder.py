@@ -21,8 +21,8 @@ import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from deltalake import DeltaTable, write_deltalake
 
-from connectors.avro_decoder import AvroDecoder
 from connectors.config import StreamConfig
+from connectors.decoders.avro import AvroDecoder
 from connectors.reader import RAW_SCHEMA
 from connectors.table_schema import StreamSchema, load_schema
 

@@ -10,10 +10,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import Schema
 from deltalake import DeltaTable
 
-from connectors.audit import audit
-from connectors.avro_decoder import registry_client
+from connectors import Stream, run_forward
 from connectors.config import LakeportConfig
-from connectors.ingest import Stream, run_forward
+from connectors.coverage import audit
+from connectors.decoders.avro import registry_client
 from connectors.kafka_client import client_settings
 
 V1 = {

@@ -12,7 +12,7 @@ import json
 
 from deltalake import DeltaTable
 
-from connectors.ingest import Stream, run_forward
+from connectors import Stream, run_forward
 from connectors.ranges import OffsetRange
 from tests.helpers import (
     assert_consistent,
@@ -58,7 +58,7 @@ def _landed(results: list[tuple[int, dict | None, str]]) -> int:
     for code, _, err in results:
         # a writer may give up after losing 5 races in a row, but only with ConcurrentChange
         # (the loser's traceback ends with this exception; delta-rs's message spans lines)
-        assert code == 0 or "\nconnectors.delta_store.ConcurrentChange: " in err, err
+        assert code == 0 or "\nconnectors.errors.ConcurrentChange: " in err, err
     return sum(r["records"] for code, r, _ in results if code == 0 and r)
 
 

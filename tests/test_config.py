@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.config import ConfigError, load_config
+from connectors.config import load_config
+from connectors.errors import ConfigError
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 

@@ -4,7 +4,7 @@ Each crash runs `run_forward` (or a backfill) in a real subprocess whose engine 
 wrapped, without changing engine code, so that the process SIGKILLs itself at one point:
 
 (a) after reading a micro-batch, before its Delta write: the k-th call of
-    `connectors.delta_store.write_deltalake` kills the process before it does anything;
+    `connectors.writer.write_deltalake` kills the process before it does anything;
 (b) after the data files are written, before the commit: delta-rs writes the Parquet files and
     commits in one native call, so the wrapper first writes the batch's rows as Parquet files
     into the table folder itself, exactly where and how delta-rs names them
@@ -27,7 +27,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from deltalake import DeltaTable
 
-from connectors.ingest import Stream, run_forward
+from connectors import Stream, run_forward
 from connectors.kafka_client import client_settings
 from connectors.ranges import OffsetRange
 from tests.helpers import (
@@ -47,7 +47,7 @@ ORPHAN_WRITER = """
 import uuid
 import pyarrow as pa
 import pyarrow.parquet as pq
-from connectors import delta_store
+from connectors import writer
 
 def write_files_only(table, data, **kwargs):
     rows = data if isinstance(data, pa.Table) else pa.table(data)
@@ -82,8 +82,8 @@ def test_sigkill_after_reading_before_delta_write_loses_only_that_batch(make_con
     crash = run_runner(
         config_file(stream),
         """
-        from connectors import delta_store
-        on_call(delta_store, "write_deltalake", 3)  # batches 1 and 2 land, batch 3 dies
+        from connectors import writer
+        on_call(writer, "write_deltalake", 3)  # batches 1 and 2 land, batch 3 dies
         run_forward(stream)
         print("survived")
         """,
@@ -112,7 +112,7 @@ def test_sigkill_after_data_files_written_before_commit_leaves_only_orphans(
         config_file(stream),
         ORPHAN_WRITER
         + """
-on_call(delta_store, "write_deltalake", 2, before=write_files_only)
+on_call(writer, "write_deltalake", 2, before=write_files_only)
 run_forward(stream)
 print("survived")
 """,
@@ -177,7 +177,7 @@ def test_sigkill_during_replace_backfill_keeps_the_old_window_intact(make_config
         config_file(stream),
         ORPHAN_WRITER
         + f"""
-on_call(delta_store, "write_deltalake", 2{hook})
+on_call(writer, "write_deltalake", 2{hook})
 run_window(stream, {window!r}, "replace")
 print("survived")
 """,

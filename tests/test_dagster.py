@@ -19,12 +19,12 @@ from dagster import (
 )
 from deltalake import DeltaTable, write_deltalake
 
+from connectors import Stream, run_forward, run_window
 from connectors.config import LakeportConfig
-from connectors.ingest import Stream, run_forward, run_window
 from connectors.kafka_client import client_settings
 from connectors.ledger import read_ledger
 from connectors.ranges import OffsetRange
-from connectors.sample_events import notification_events, produce_sample
+from dev.sample_events import notification_events, produce_sample
 from pipelines.definitions import build_definitions
 
 HOURLY = {"time_partitions": "hourly", "time_partitions_start": "2026-01-05"}
@@ -236,7 +236,7 @@ def test_upkeep_after_200_micro_batches_keeps_rows_ledger_and_checks_and_cuts_fi
     files_after = len(table.file_uris())
     print(f"upkeep: {report.commits} commits, files {files_before} -> {files_after}")
     assert files_after < files_before / 10
-    from connectors.audit import audit
+    from connectors.coverage import audit
 
     assert audit(stream).ok
 

@@ -9,12 +9,12 @@ import pyarrow as pa
 from datafusion import SessionContext
 from deltalake import DeltaTable, QueryBuilder
 
-from connectors.audit import audit, status
-from connectors.ingest import Stream, run_forward
+from connectors import Stream, run_forward
+from connectors.coverage import audit, status
 from connectors.kafka_client import client_settings
 from connectors.ledger import parse_ranges, read_ledger
 from connectors.query import connect
-from connectors.sample_events import Awkward, notification_events, produce_sample
+from dev.sample_events import Awkward, notification_events, produce_sample
 
 
 def produce(

@@ -20,14 +20,15 @@ import pytest
 from confluent_kafka.admin import NewPartitions
 from deltalake import DeltaTable
 
-from connectors.audit import status
+from connectors import RetentionLossError, Stream, run_forward, run_time_window, run_window
+from connectors.coverage import status
 from connectors.delta_store import DeltaStore
-from connectors.ingest import RetentionLossError, Stream, run_forward, run_time_window, run_window
+from connectors.errors import LedgerError
 from connectors.kafka_client import open_consumer, partition_marks
-from connectors.ledger import Ledger, LedgerError, LedgerUpdate, PartitionLedger, read_ledger
+from connectors.ledger import Ledger, LedgerUpdate, PartitionLedger, read_ledger
 from connectors.planner import plan_forward
 from connectors.ranges import OffsetRange, Spans
-from connectors.sample_events import notification_events
+from dev.sample_events import notification_events
 from tests.helpers import (
     admin,
     assert_consistent,

@@ -17,9 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors import delta_store
+from connectors import Stream, run_forward, run_window, writer
 from connectors.delta_store import DeltaStore
-from connectors.ingest import Stream, run_forward, run_window
 from connectors.ranges import OffsetRange
 from tests.helpers import assert_consistent, produce, watermarks
 
@@ -80,7 +79,7 @@ def test_any_program_of_runs_ends_with_data_equal_ledger_equal_broker(
     base = Stream.from_config(make_config(batch_records=60, idle_timeout_seconds=3), "events")
     stream = _fresh(base)
     produce(stream, 150, seed=1)  # the topic exists with some records before any step
-    real_write = delta_store.write_deltalake
+    real_write = writer.write_deltalake
     for (kind, *args), fail_at in steps:
         calls = [0]
 
@@ -90,13 +89,13 @@ def test_any_program_of_runs_ends_with_data_equal_ledger_equal_broker(
                 raise InjectedFailure(f"injected failure of Delta write #{_fail_at}")
             return real_write(*a, **kw)
 
-        monkeypatch.setattr(delta_store, "write_deltalake", flaky)
+        monkeypatch.setattr(writer, "write_deltalake", flaky)
         try:
             _run_step(stream, kind, tuple(args))
         except InjectedFailure:
             pass
         finally:
-            monkeypatch.setattr(delta_store, "write_deltalake", real_write)
+            monkeypatch.setattr(writer, "write_deltalake", real_write)
         # after every step, even a failed one, the ledger agrees with the data
         assert_consistent(stream, complete=False)
 

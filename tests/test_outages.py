@@ -18,14 +18,13 @@ import pytest
 import yaml
 from deltalake import DeltaTable
 
-from connectors.audit import audit
+from connectors import AccessDenied, Stream, run_forward
 from connectors.config import load_config
-from connectors.delta_store import TableWriteError
+from connectors.coverage import audit
 from connectors.errors import LakeportError
-from connectors.ingest import Stream, run_forward
 from connectors.ledger import read_ledger
-from connectors.local_broker import LocalBroker
-from connectors.sample_events import notification_events, produce_sample
+from dev.local_broker import LocalBroker
+from dev.sample_events import notification_events, produce_sample
 from tests.secure import SCHEMAS, create_topic, fresh_topic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -217,7 +216,7 @@ def test_delta_log_turning_read_only_mid_run_fails_clearly_and_leaves_a_sound_ta
             pytest.skip("this file system ignores the immutable attribute")
     with read_only(log) as freeze:
         thread = when_commits(stream, 4, freeze)
-        with pytest.raises(TableWriteError, match="cannot write to table") as failed:
+        with pytest.raises(AccessDenied, match="cannot write to table") as failed:
             run_forward(stream)
         thread.join(30)
         assert "Operation not permitted" in str(failed.value) or "ermission" in str(failed.value)

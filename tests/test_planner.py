@@ -1,9 +1,8 @@
 """Planning is a pure function of (ledger, watermarks, request): the cases that matter."""
 
-from connectors.kafka_client import PartitionMarks
 from connectors.ledger import Ledger, PartitionLedger
 from connectors.planner import plan_forward, plan_window
-from connectors.ranges import OffsetRange, Spans
+from connectors.ranges import OffsetRange, PartitionMarks, Spans
 
 
 def marks(**highs: int) -> dict[int, PartitionMarks]:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 from deltalake import DeltaTable
 
-from connectors.audit import audit
+from connectors import Stream, run_forward
 from connectors.config import LakeportConfig
-from connectors.ingest import Stream, run_forward
+from connectors.coverage import audit
+from connectors.dead_letters import redrive
 from connectors.kafka_client import client_settings
 from connectors.ledger import read_ledger
 from connectors.ranges import OffsetRange
-from connectors.redrive import redrive
-from connectors.sample_events import Awkward, notification_events, produce_sample
+from dev.sample_events import Awkward, notification_events, produce_sample
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "upvest_notification.avsc"
 
@@ -93,7 +93,7 @@ def test_redrive_interrupted_between_its_two_commits_is_finished_by_the_next_one
     _, fixed = landed_then_fixed(make_config, tmp_path, 2000, Awkward(missing_optional=0.05))
     dead_count = DeltaTable(fixed.dead_letters.uri).count()
 
-    import connectors.redrive as module
+    import connectors.dead_letters as module
 
     def crash(*args: object, **kwargs: object) -> None:
         raise SystemExit("killed between the two commits")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from connectors.sample_events import (
+from dev.sample_events import (
     KINDS,
     Awkward,
     SampleProduceError,

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
+from connectors import DecodeError, Stream, run_forward
 from connectors.config import LakeportConfig
-from connectors.ingest import DecodeError, Stream, run_forward
 from connectors.kafka_client import client_settings
 from connectors.ledger import read_ledger
-from connectors.sample_events import Awkward, notification_events, produce_sample
+from dev.sample_events import Awkward, notification_events, produce_sample
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "upvest_notification.avsc"
 

@@ -17,10 +17,10 @@ import pytest
 from dagster import AssetsDefinition, materialize
 from deltalake import DeltaTable
 
+from connectors import Stream, run_forward
 from connectors.config import LakeportConfig
 from connectors.errors import LakeportError
-from connectors.ingest import Stream, run_forward
-from connectors.local_broker import LocalBroker
+from dev.local_broker import LocalBroker
 from pipelines.definitions import build_definitions
 from tests.secure import PASSWORD, fresh_topic, load, produce, secure_broker, write_config
 

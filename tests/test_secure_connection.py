@@ -22,13 +22,14 @@ from confluent_kafka.admin import (
 from dagster import AssetsDefinition, materialize
 from deltalake import DeltaTable
 
-from connectors.audit import audit
+from connectors import Stream, run_forward, run_window
 from connectors.connection_check import check_connection
-from connectors.ingest import Stream, run_forward, run_window
-from connectors.kafka_client import KafkaError, client_settings, open_consumer
-from connectors.local_broker import LocalBroker
+from connectors.coverage import audit
+from connectors.errors import LakeportError
+from connectors.kafka_client import client_settings, open_consumer
 from connectors.ranges import OffsetRange
-from connectors.sample_events import notification_events, produce_sample
+from dev.local_broker import LocalBroker
+from dev.sample_events import notification_events, produce_sample
 from pipelines.definitions import build_definitions
 from tests.secure import (
     PASSWORD,
@@ -255,7 +256,7 @@ def test_unauthorized_default_group_is_named_and_a_granted_group_id_works(
     assert sum(m.high for m in report.partitions.values()) == 40  # the topic itself was fine
 
     # librdkafka looks the group up even for assigned partitions: ingest fails the same way.
-    with pytest.raises(KafkaError) as failed:
+    with pytest.raises(LakeportError) as failed:
         run_forward(denied)
     assert str(failed.value) == message
     assert audit(denied).ok

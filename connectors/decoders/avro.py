@@ -26,7 +26,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from decimal import Context, Decimal
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 import pyarrow as pa
@@ -35,8 +35,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from connectors.config import StreamConfig
-from connectors.decoding import Decoded, split_dead
-from connectors.errors import LakeportError
+from connectors.decoders.base import Decoded, split_dead
+from connectors.errors import ConfigError
 from connectors.table_schema import Column, StreamSchema
 
 _MAGIC = 0
@@ -51,10 +51,6 @@ _TIMESTAMP_SCALE = {  # logical type -> multiply (>0) or divide (<0) the long to
     "timestamp-nanos": -1000,
     "local-timestamp-nanos": -1000,
 }
-
-
-class AvroConfigError(LakeportError, ValueError):
-    """An Avro stream is configured in a way that cannot decode anything."""
 
 
 def _logical(avro_type: Any) -> str | None:
@@ -107,7 +103,7 @@ def _raw_type(column: Column) -> pa.DataType:
     return column.arrow_type
 
 
-def _finish(column: Column, raw: pa.Array) -> pa.Array:
+def _finish(column: Column, raw: pa.Array[Any]) -> pa.Array[Any]:
     """Raw longs/ints/bytes of a top-level logical type to the column's Arrow type."""
     logical = _logical(column.avro_type)
     if logical in _TIMESTAMP_SCALE:
@@ -185,7 +181,7 @@ class AvroDecoder:
         self._framing = config.avro_framing
         if self._framing == "confluent" and registry is None:
             if not config.schema_registry_url:
-                raise AvroConfigError(
+                raise ConfigError(
                     f"stream {config.table!r}: avro_framing 'confluent' needs schema_registry_url"
                 )
             registry = registry_client(config.schema_registry_url)
@@ -233,7 +229,9 @@ class AvroDecoder:
             )
         else:
             try:
-                writer = fastavro.parse_schema(_strip_record(json.loads(registered.schema_str)))
+                writer = fastavro.parse_schema(
+                    _strip_record(json.loads(registered.schema_str or ""))
+                )
                 result = self._make_writer(schema_id, writer)
             except (ValueError, KeyError, TypeError, fastavro.schema.SchemaParseException) as exc:
                 result = _Failure(
@@ -275,9 +273,9 @@ class AvroDecoder:
         tables: list[pa.Table] = []
         positions: list[int] = []
         skip = 0 if self._framing == "schemaless" else _HEADER_BYTES
-        for schema_id, indices in groups.items():
-            bodies = [values[i][skip:] for i in indices]  # type: ignore[index]
-            table, ok = self._decode_group(writers[schema_id], bodies, indices, errors)
+        for writer_id, indices in groups.items():
+            bodies = [cast(bytes, values[i])[skip:] for i in indices]  # grouped: not None
+            table, ok = self._decode_group(writers[writer_id], bodies, indices, errors)
             tables.append(table)
             positions.extend(ok)
 
@@ -342,10 +340,11 @@ class AvroDecoder:
         reader = self._reader if writer.resolve else None
         try:
             block = next(fastavro.block_reader(io.BytesIO(container), reader))
-            rows = list(block)
+            rows = cast(list[dict[str, Any]], list(block))
         except Exception:  # any corrupt body: the per-record pass names it
             return None
-        if len(rows) != len(bodies) or block.bytes_.tell() != len(payload):
+        consumed = cast(io.BytesIO, block.bytes_).tell()  # type: ignore[attr-defined]
+        if len(rows) != len(bodies) or consumed != len(payload):
             return None
         return rows
 

@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+from deltalake.exceptions import CommitFailedError, DeltaError
 
-from connectors.decoding import per_partition
-from connectors.delta_store import window_filter
-from connectors.ingest import Stream
-from connectors.ledger import LedgerUpdate, read_ledger
+from connectors.decoders import per_partition
+from connectors.delta_store import storage_error, window_filter
+from connectors.errors import ConcurrentChange
 from connectors.ranges import OffsetRange
 from connectors.reader import RAW_SCHEMA
+from connectors.retry import retrying
+from connectors.stream import Stream
+from connectors.writer import RACE_BACKOFF, append
 
 _KEY = ["kafka_partition", "kafka_offset"]
 
@@ -37,7 +40,20 @@ class RedriveReport:
 
 
 def redrive(stream: Stream, window: list[OffsetRange] | None = None) -> RedriveReport:
-    """Move the dead letters of `window` (all, if None) that decode now into the main table."""
+    """Move the dead letters of `window` (all, if None) that decode now into the main table.
+
+    When an ingestion commits to the same partitions meanwhile, the re-drive starts over:
+    it is idempotent, so starting over only finishes what is left.
+    """
+    return retrying(
+        lambda: _redrive_once(stream, window),
+        f"re-drive of {stream.name}",
+        RACE_BACKOFF,
+        retry_on=(ConcurrentChange,),
+    )
+
+
+def _redrive_once(stream: Stream, window: list[OffsetRange] | None) -> RedriveReport:
     report = RedriveReport(stream.name)
     dead_table = stream.dead_letters.open_existing()
     if dead_table is None:
@@ -49,21 +65,20 @@ def redrive(stream: Stream, window: list[OffsetRange] | None = None) -> RedriveR
     if dead.num_rows == 0:
         return report
 
-    table = stream.table.open()
-    already = _already_landed(table.to_pyarrow_dataset(), dead)
+    writer = stream.writer()
+    already = _already_landed(writer.table.to_pyarrow_dataset(), dead)
     report.finished_earlier_move = already.num_rows
     pending = _anti_join(dead, already)
 
     decoded = stream.decoder().decode(pending.select(RAW_SCHEMA.names))
     if decoded.rows.num_rows:
-        update = LedgerUpdate(read_ledger(table, stream.topic))
+        update = writer.update()
         report.moved_per_partition = per_partition(decoded.rows)
         for partition, moved in report.moved_per_partition.items():
             update.move_dead(partition, moved)
-        stream.table.commit(
-            table,
-            decoded.rows,
+        writer.commit(
             update,
+            append(decoded.rows),
             "redrive",
             extra={"lakeport.stream": stream.name, "lakeport.redriven": str(decoded.rows.num_rows)},
         )
@@ -84,7 +99,8 @@ def _already_landed(main: object, dead: pa.Table) -> pa.Table:
     con.register("main", main)
     con.register("dead", dead.select(_KEY))
     found = con.sql("SELECT * FROM dead SEMI JOIN main USING (kafka_partition, kafka_offset)")
-    return found.to_arrow_table().cast(dead.select(_KEY).schema)
+    table: pa.Table = found.to_arrow_table()
+    return table.cast(dead.select(_KEY).schema)
 
 
 def _anti_join(rows: pa.Table, drop: pa.Table) -> pa.Table:
@@ -98,7 +114,8 @@ def _anti_join(rows: pa.Table, drop: pa.Table) -> pa.Table:
         "SELECT * FROM rows ANTI JOIN drop_ USING (kafka_partition, kafka_offset)"
         " ORDER BY kafka_partition, kafka_offset"
     )
-    return kept.to_arrow_table().cast(rows.schema)
+    table: pa.Table = kept.to_arrow_table()
+    return table.cast(rows.schema)
 
 
 def _changed_errors(before: pa.Table, still_dead: pa.Table) -> pa.Table:
@@ -129,18 +146,28 @@ def _apply_to_dead_letters(stream: Stream, remove: pa.Table, changed: pa.Table) 
         ],
         promote_options="permissive",
     )
-    table = stream.dead_letters.open()
-    (
-        table.merge(
-            source=source,
-            predicate="t.kafka_partition = s.kafka_partition AND t.kafka_offset = s.kafka_offset",
-            source_alias="s",
-            target_alias="t",
-        )
-        .when_matched_delete(predicate="s.moved")
-        .when_matched_update(
-            updates={"error_class": "s.error_class", "error_message": "s.error_message"},
-            predicate="NOT s.moved",
-        )
-        .execute()
-    )
+
+    def attempt() -> None:
+        table = stream.dead_letters.open()
+        try:
+            (
+                table.merge(
+                    source=source,
+                    predicate="t.kafka_partition = s.kafka_partition AND t.kafka_offset = s.kafka_offset",
+                    source_alias="s",
+                    target_alias="t",
+                )
+                .when_matched_delete(predicate="s.moved")
+                .when_matched_update(
+                    updates={"error_class": "s.error_class", "error_message": "s.error_message"},
+                    predicate="NOT s.moved",
+                )
+                .execute()
+            )
+        except CommitFailedError as exc:
+            raise ConcurrentChange(f"{stream.dead_letters.uri}: {exc}") from None
+        except (OSError, DeltaError) as exc:
+            raise storage_error(stream.dead_letters.uri, exc, "write to") from None
+
+    # The merge is idempotent (delete what moved, set the new errors): a lost race just retries.
+    retrying(attempt, f"update {stream.dead_letters.uri}", RACE_BACKOFF)

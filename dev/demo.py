@@ -7,7 +7,12 @@ definitions are what `dagster dev -w workspace.yaml` shows.
 import sys
 from datetime import UTC, datetime
 
-from dagster import DagsterInstance, materialize
+from dagster import (
+    AssetsDefinition,
+    DagsterInstance,
+    TimeWindowPartitionsDefinition,
+    materialize,
+)
 
 from pipelines import defs
 
@@ -17,6 +22,8 @@ def main() -> int:
     instance = DagsterInstance.get()
     ok = True
     for assets_def in defs.assets or []:
+        assert isinstance(assets_def, AssetsDefinition)
+        assert isinstance(assets_def.partitions_def, TimeWindowPartitionsDefinition)
         key = assets_def.key
         partition = assets_def.partitions_def.get_partition_key_for_timestamp(
             datetime.now(UTC).timestamp()

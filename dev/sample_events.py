@@ -92,7 +92,7 @@ class Awkward:
     @property
     def total(self) -> float:
         """Sum of all rates: the fraction of records that are not clean."""
-        return sum(getattr(self, f.name) for f in fields(self))
+        return float(sum(getattr(self, f.name) for f in fields(self)))
 
 
 Awkward.NONE = Awkward()  # type: ignore[attr-defined]
@@ -690,7 +690,7 @@ _UNKNOWN_TYPES = (
 def _unknown_type_event(rng: Random, clock: _Clock, webhook: str) -> str:
     """An event of a type nobody told lakeport about, with a made-up object."""
     typ = rng.choice(_UNKNOWN_TYPES)
-    obj = {
+    obj: dict[str, object] = {
         "id": _uuid4(rng),
         "created_at": clock.stamp(3),
         "status": rng.choice(("NEW", "IN_ORBIT", "ACTIVE", "PENDING_REVIEW")),
@@ -881,7 +881,8 @@ class SampleProduceError(LakeportError):
 def _ensure_topic(producer_config: dict[str, str], topic: str, partitions: int) -> None:
     """Create ``topic`` with ``partitions`` partitions, or check an existing one matches."""
     from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
 
     admin = AdminClient(dict(producer_config))
     futures = admin.create_topics([NewTopic(topic, num_partitions=partitions)], request_timeout=30)

@@ -8,13 +8,14 @@ stops the stream and is never dropped: it becomes a dead-letter row with its raw
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors import __version__
-from connectors.table_schema import DEAD_LETTER_SCHEMA, KAFKA_SCHEMA
+from connectors.config import StreamConfig
+from connectors.table_schema import DEAD_LETTER_SCHEMA, KAFKA_SCHEMA, StreamSchema
+from connectors.version import __version__
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,17 @@ class Decoder(Protocol):
     def decode(self, raw: pa.Table) -> Decoded: ...
 
 
+class DecoderFactory(Protocol):
+    """How a format builds its decoder: from the stream's schema and configuration."""
+
+    def __call__(self, schema: StreamSchema, config: StreamConfig) -> Decoder: ...
+
+
 def split_dead(
     raw: pa.Table,
     decoded: pa.Table,
-    error_class: pa.Array,
-    error_message: pa.Array,
+    error_class: pa.Array[Any],
+    error_message: pa.Array[Any],
     schema: pa.Schema,
 ) -> Decoded:
     """Assemble rows (Kafka columns + decoded columns) and dead letters from per-record errors.
@@ -63,11 +70,15 @@ def per_partition(rows: pa.Table) -> dict[int, int]:
     """How many of `rows` belong to each Kafka partition (for the ledger's counts)."""
     if rows.num_rows == 0:
         return {}
-    counts = pc.value_counts(rows.column("kafka_partition")).to_pylist()
-    return {item["values"]: item["counts"] for item in counts}
+    counts = pc.value_counts(rows.column("kafka_partition"))
+    partitions = cast(list[int], counts.field("values").to_pylist())  # never null
+    numbers = cast(list[int], counts.field("counts").to_pylist())
+    return dict(zip(partitions, numbers, strict=True))
 
 
-def dead_letter_rows(raw: pa.Table, error_class: pa.Array, error_message: pa.Array) -> pa.Table:
+def dead_letter_rows(
+    raw: pa.Table, error_class: pa.Array[Any], error_message: pa.Array[Any]
+) -> pa.Table:
     """Dead-letter rows: the record's position, raw bytes and the reason it was rejected."""
     version = pa.array([__version__] * raw.num_rows, pa.string())
     return pa.Table.from_arrays(

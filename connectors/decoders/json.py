@@ -15,8 +15,10 @@ import json
 import duckdb
 import pyarrow as pa
 
-from connectors.decoding import Decoded, split_dead
-from connectors.table_schema import Column, SchemaError, StreamSchema
+from connectors.config import StreamConfig
+from connectors.decoders.base import Decoded, split_dead
+from connectors.errors import SchemaError
+from connectors.table_schema import Column, StreamSchema
 
 _CASTS: dict[str, str] = {
     "boolean": "BOOLEAN",
@@ -96,7 +98,9 @@ def _typed(column: Column, text: str) -> str:
 class JsonDecoder:
     """Decodes JSON values according to a stream's `.avsc` column list."""
 
-    def __init__(self, schema: StreamSchema, threads: int = 2) -> None:
+    def __init__(
+        self, schema: StreamSchema, config: StreamConfig | None = None, threads: int = 2
+    ) -> None:
         self._schema = schema
         self._con = duckdb.connect(config={"threads": threads})
         self._con.execute("SET TimeZone = 'UTC'")

@@ -15,10 +15,11 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from connectors.ingest import Stream
-from connectors.kafka_client import KafkaError, PartitionMarks, open_consumer, partition_marks
+from connectors.errors import LakeportError
+from connectors.kafka_client import open_consumer, partition_marks
 from connectors.ledger import Ledger, PartitionLedger, read_ledger
-from connectors.ranges import Spans
+from connectors.ranges import PartitionMarks, Spans
+from connectors.stream import Stream
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def status(stream: Stream, with_broker: bool = True) -> StreamStatus:
         try:
             with open_consumer(stream.connection, stream.group_id) as consumer:
                 marks = partition_marks(consumer, stream.topic)
-        except KafkaError as exc:
+        except LakeportError as exc:
             error = str(exc)
     parts = sorted(set(ledger.partitions) | set(marks))
     return StreamStatus(
