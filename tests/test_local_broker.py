@@ -1,4 +1,4 @@
-"""Tests for connectors.local_broker against a real Kafka broker (no mocks)."""
+"""Tests for dev.local_broker against a real Kafka broker (no mocks)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from connectors.local_broker import (
+from dev.local_broker import (
     BrokerError,
     LocalBroker,
     ScramUser,
@@ -234,7 +234,7 @@ def test_attach_finds_running_broker_and_stop_ends_it(tmp_path: Path) -> None:
     # A second process (as `lakeport broker status/stop` would be) finds and stops it.
     script = (
         "import sys; from pathlib import Path\n"
-        "from connectors.local_broker import LocalBroker\n"
+        "from dev.local_broker import LocalBroker\n"
         "b = LocalBroker.attach(Path(sys.argv[1]))\n"
         "print(b.bootstrap_servers, b.is_running())\n"
         "b.stop()\n"
@@ -385,3 +385,19 @@ def test_secure_broker_restarts_from_attach_and_keeps_users_and_ca(
 
     assert _consume_one(secure_broker.client_config(ALICE), "secure-events") == b"via scram"
     _produce(secure_broker.client_config(BOB, mechanism="PLAIN"), "secure-events", b"after restart")
+
+
+def test_cluster_id_never_starts_with_a_dash_so_the_storage_tool_accepts_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dev.local_broker as local_broker
+
+    dash_first = uuid.UUID(bytes=b"\xf8" + bytes(15))  # base64 "-A...": the storage tool's 1 in 64
+    plain = uuid.UUID(bytes=b"\x10" + bytes(15))
+    drawn = iter([dash_first, plain])
+    monkeypatch.setattr(local_broker.uuid, "uuid4", lambda: next(drawn))
+
+    cluster_id = local_broker._random_cluster_id()
+
+    assert cluster_id == "EAAAAAAAAAAAAAAAAAAAAA"
+    assert not cluster_id.startswith("-")
