@@ -14,7 +14,7 @@ from dagster import (
     materialize,
 )
 
-from pipelines import defs
+from pipelines.code_location import defs
 
 
 def main() -> int:

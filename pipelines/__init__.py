@@ -1,9 +1,10 @@
-"""lakeport's Dagster code location: thin definitions over `connectors/`.
+"""lakeport's Dagster integration: thin definitions over `connectors/`.
 
-`dagster dev -w workspace.yaml` loads `defs` from here, built from `lakeport.yaml`
-(or the file named by `LAKEPORT_CONFIG`).
+`build_definitions(config_path)` turns a `lakeport.yaml` into assets, checks, schedules,
+sensors and upkeep jobs; `pipelines.code_location` is this repository's code location built
+from it (what `workspace.yaml` and `dagster dev -w workspace.yaml` load).
 """
 
 from pipelines.definitions import build_definitions
 
-defs = build_definitions()
+__all__ = ["build_definitions"]

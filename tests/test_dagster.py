@@ -185,7 +185,7 @@ def test_dagster_cli_materializes_a_partition_range(
             "asset",
             "materialize",
             "-m",
-            "pipelines",
+            "pipelines.code_location",
             "--select",
             "events",
             "--partition-range",
