@@ -49,7 +49,7 @@ from connectors.errors import (
 )
 from connectors.ingest import RunReport, offset_window, run_forward, run_time_window, run_window
 from connectors.kafka_client import client_settings
-from connectors.ledger import Ledger, PartitionLedger, read_ledger
+from connectors.ledger import Ledger, LedgerUpdate, PartitionLedger, read_ledger
 from connectors.planner import Mode, Plan
 from connectors.query import run_query
 from connectors.ranges import OffsetRange, PartitionMarks, Spans
@@ -72,6 +72,7 @@ __all__ = [
     "LakeportError",
     "Ledger",
     "LedgerError",
+    "LedgerUpdate",
     "Mode",
     "NotFound",
     "OffsetRange",

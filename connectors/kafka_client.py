@@ -258,9 +258,16 @@ def range_consumer(conn: ConnectionConfig, group_id: str) -> LakeportConsumer:
     """
     health = ClientHealth(conn)
     tunable = {
-        "fetch.max.bytes": str(64 * 1024 * 1024),
-        "max.partition.fetch.bytes": str(16 * 1024 * 1024),
-        "queued.max.messages.kbytes": str(16 * 1024),  # per partition: bounds memory
+        # The pre-fetch queue is one for all assigned partitions; once a fetch fills it,
+        # librdkafka waits fetch.queue.backoff.ms (1 s by default) before fetching again.
+        # Waiting 10 ms keeps the pipe full: a consume-only loop over 1M 585 B events went
+        # from 74k (16 MiB queue and partition fetches, default back-off) to 460-620k events/s
+        # uncompressed and from 190k to 550-650k on lz4 (2 cores). The queue bounds memory.
+        "fetch.queue.backoff.ms": "10",
+        "queued.max.messages.kbytes": str(32 * 1024),
+        # Connect to the brokers when the client starts, not on first need: with sparse
+        # connections the first metadata request of a new client waited ~50 ms.
+        "enable.sparse.connections": "false",
     }
     settings = {
         **tunable,
@@ -443,7 +450,7 @@ def mirror_group_offsets(
         return f"could not mirror positions to the consumer group: {exc.args[0].str()}"
     deadline = time.monotonic() + timeout
     while health.commit_result is None and time.monotonic() < deadline:
-        serve_events(consumer, 0.01)  # poll waits its whole timeout even after the callback
+        serve_events(consumer, 0.001)  # poll waits its whole timeout even after the callback
     result = health.commit_result
     if result is None:
         return f"could not mirror positions to the consumer group: no answer within {timeout:.0f} s"

@@ -11,11 +11,9 @@ import dataclasses
 import json
 import os
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 from confluent_kafka.admin import NewPartitions
 from deltalake import DeltaTable
@@ -28,6 +26,7 @@ from connectors.kafka_client import open_consumer, partition_marks
 from connectors.ledger import Ledger, LedgerUpdate, PartitionLedger, read_ledger
 from connectors.planner import plan_forward
 from connectors.ranges import OffsetRange, Spans
+from dev.history import synthesize_commits
 from dev.sample_events import notification_events
 from tests.helpers import (
     admin,
@@ -265,58 +264,6 @@ def test_ledger_survives_checkpoint_and_log_cleanup_and_ingestion_continues(make
 # --- planning cost ---------------------------------------------------------------------------
 
 
-def _synthesize_tiny_commits(stream: Stream, rows, start_version: int) -> int:
-    """Append one Delta commit per row, exactly as 2,000 one-record forward runs would.
-
-    Each commit holds an `add` of a one-row Parquet file and the ledger update that
-    `LedgerUpdate.transactions()` makes for that row; a checkpoint every 100 commits like
-    delta-rs's default. Writing the commit files directly takes seconds where 2,000
-    `DeltaStore.commit` calls take ~100 s on this machine (~50 ms each, measured).
-    """
-    uri = Path(stream.table.uri)
-    led = read_ledger(DeltaTable(str(uri)), stream.topic)
-    version = start_version
-    for i in range(rows.num_rows):
-        row = rows.slice(i, 1)
-        p, o = row["kafka_partition"][0].as_py(), row["kafka_offset"][0].as_py()
-        update = LedgerUpdate(led)
-        update.add(OffsetRange(p, o, o + 1), 1)
-        name = f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
-        pq.write_table(row, uri / name, compression="snappy")
-        now = int(time.time() * 1000)
-        actions = [
-            {
-                "commitInfo": {
-                    "timestamp": now,
-                    "operation": "WRITE",
-                    "operationParameters": {"mode": "Append"},
-                    **update.commit_metadata("forward"),
-                }
-            },
-            {
-                "add": {
-                    "path": name,
-                    "partitionValues": {},
-                    "size": (uri / name).stat().st_size,
-                    "modificationTime": now,
-                    "dataChange": True,
-                    "stats": json.dumps({"numRecords": 1}),
-                }
-            },
-            *(
-                {"txn": {"appId": t.app_id, "version": t.version, "lastUpdated": t.last_updated}}
-                for t in update.transactions()
-            ),
-        ]
-        version += 1
-        path = uri / "_delta_log" / f"{version:020d}.json"
-        path.write_text("\n".join(json.dumps(a) for a in actions) + "\n")
-        led = Ledger(led.topic, {**led.partitions, **update.after}, version)
-        if version % 100 == 0:
-            DeltaTable(str(uri)).create_checkpoint()
-    return version
-
-
 def test_table_with_2000_commits_plans_a_run_in_well_under_a_second(make_config) -> None:
     stream = _stream(make_config)
     per = produce(stream, 2000, seed=1)
@@ -331,7 +278,7 @@ def test_table_with_2000_commits_plans_a_run_in_well_under_a_second(make_config)
         .sort_by([("kafka_partition", "ascending"), ("kafka_offset", "ascending")])
     )
     stream.table.open()  # version 0: the engine creates the table
-    version = _synthesize_tiny_commits(stream, rows, 0)
+    version = synthesize_commits(stream.table.uri, stream.topic, rows)
     assert version == 2000
 
     with open_consumer(stream.connection, stream.group_id) as consumer:
