@@ -146,21 +146,26 @@ def _print_run(report: RunReport) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-
     config = _config(args)
+    if args.partition and not args.stream:
+        raise UsageError("--partition needs --stream: partitions belong to one stream's topic")
     for name in _streams(args, config):
-        _print_run(run_forward(Stream.from_config(config, name), max_records=args.max_records))
+        stream = Stream.from_config(config, name)
+        _print_run(run_forward(stream, max_records=args.max_records, partitions=args.partition))
     return 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-
     stream = Stream.from_config(_config(args), args.stream)
     if args.from_time or args.to_time:
         if not (args.from_time and args.to_time):
             raise UsageError("--from and --to go together")
         report = run_time_window(
-            stream, _timestamp(args.from_time), _timestamp(args.to_time), args.mode
+            stream,
+            _timestamp(args.from_time),
+            _timestamp(args.to_time),
+            args.mode,
+            partitions=args.partition,
         )
     else:
         if args.from_offset is None or args.to_offset is None or not args.partition:
@@ -291,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = command("ingest", cmd_ingest, "land new records of a stream (or all streams)")
     ingest.add_argument("--stream")
     ingest.add_argument("--max-records", type=int)
+    ingest.add_argument(
+        "--partition",
+        type=int,
+        action="append",
+        help="only this partition of the stream's topic (repeat for several): one shard",
+    )
 
     backfill = command("backfill", cmd_backfill, "re-ingest an offset or time window")
     backfill.add_argument("--stream", required=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +26,7 @@ from connectors.errors import (
     ConcurrentChange,
     DecodeError,
     LedgerError,
+    NotFound,
     RetentionLossError,
     TransientError,
 )
@@ -58,6 +59,8 @@ class RunReport:
     lag: dict[int, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     replans: int = 0
+    conflicts: int = 0
+    """Commits that lost a race on partitions they did not touch and were simply retried."""
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     """Seconds per phase: `read_s` (reader thread), `wait_for_reader_s`, `decode_s`, `commit_s`."""
@@ -70,18 +73,41 @@ class RunReport:
 PlanMaker = Callable[[Ledger, dict[int, PartitionMarks], Consumer], Plan]
 
 
-def run_forward(stream: Stream, max_records: int | None = None) -> RunReport:
-    """The scheduled path: land everything new, up to the high watermark seen at plan time."""
+def run_forward(
+    stream: Stream, max_records: int | None = None, partitions: Collection[int] | None = None
+) -> RunReport:
+    """The scheduled path: land everything new, up to the high watermark seen at plan time.
+
+    `partitions` restricts the run to some of the topic's partitions (one shard of a stream
+    spread over several workers); the ledger fences each partition, so shards of disjoint
+    partitions commit to the same table independently.
+    """
     budget = max_records or stream.config.max_records_per_run
-    return _run(stream, "forward", lambda ledger, marks, _: plan_forward(ledger, marks, budget))
+    return _run(
+        stream,
+        "forward",
+        lambda ledger, marks, _: plan_forward(ledger, marks, budget),
+        partitions,
+    )
 
 
 def run_window(stream: Stream, window: list[OffsetRange], mode: Mode) -> RunReport:
     """Backfill an offset window: `replace` swaps it in atomically, `fill` lands what is missing."""
-    return _run(stream, mode, lambda ledger, marks, _: plan_window(ledger, marks, window, mode))
+    return _run(
+        stream,
+        mode,
+        lambda ledger, marks, _: plan_window(ledger, marks, window, mode),
+        {r.partition for r in window},
+    )
 
 
-def run_time_window(stream: Stream, start: datetime, end: datetime, mode: Mode) -> RunReport:
+def run_time_window(
+    stream: Stream,
+    start: datetime,
+    end: datetime,
+    mode: Mode,
+    partitions: Collection[int] | None = None,
+) -> RunReport:
     """Backfill the records whose Kafka timestamps fall in [start, end), per partition."""
 
     def make(ledger: Ledger, marks: dict[int, PartitionMarks], consumer: Consumer) -> Plan:
@@ -89,7 +115,7 @@ def run_time_window(stream: Stream, start: datetime, end: datetime, mode: Mode) 
             ledger, marks, offset_window(consumer, stream.topic, marks, start, end), mode
         )
 
-    return _run(stream, mode, make)
+    return _run(stream, mode, make, partitions)
 
 
 def offset_window(
@@ -102,26 +128,34 @@ def offset_window(
     )
 
 
-def _run(stream: Stream, mode: Mode, make_plan: PlanMaker) -> RunReport:
-    """Plan, land and mirror; when another writer wins a race, re-plan from the new ledger."""
+def _run(
+    stream: Stream, mode: Mode, make_plan: PlanMaker, partitions: Collection[int] | None
+) -> RunReport:
+    """Plan, land and mirror; when another writer wins a race, re-plan from the new ledger.
+
+    With `partitions`, the plan, the consumer, the commits and the group mirror touch only
+    those partitions.
+    """
     report = RunReport(stream.name, mode)
     began = time.monotonic()
     decoders: list[Decoder] = []  # built once, on the first plan that reads anything
 
     def attempt() -> None:
-        try:
-            with open_consumer(stream.connection, stream.group_id) as consumer:
-                marks = partition_marks(consumer, stream.topic)
-                writer = stream.writer()
+        with open_consumer(stream.connection, stream.group_id) as consumer:
+            marks = _only(partition_marks(consumer, stream.topic), partitions, stream.topic)
+            writer = stream.writer()
+            try:
                 plan = make_plan(writer.ledger, marks, consumer)
                 _record_unreadable(writer, plan, report)
                 if plan.ranges:
                     decoders[:] = decoders or [stream.decoder()]
                     _land(stream, consumer, writer, plan, decoders[0], report, began)
-                report.table_version = writer.version
-                _mirror(stream, consumer, writer.ledger, marks, report)
-        except LedgerError as exc:  # the plan overlaps what another writer landed meanwhile
-            raise ConcurrentChange(str(exc)) from None
+            except LedgerError as exc:  # the plan overlaps what another writer landed meanwhile
+                raise ConcurrentChange(str(exc)) from None
+            finally:
+                report.conflicts += writer.conflicts
+            report.table_version = writer.version
+            _mirror(stream, consumer, writer.ledger, marks, report)
 
     def replan(exc: TransientError) -> None:
         report.replans += 1
@@ -141,6 +175,21 @@ def _run(stream: Stream, mode: Mode, make_plan: PlanMaker) -> RunReport:
     return report
 
 
+def _only(
+    marks: dict[int, PartitionMarks], partitions: Collection[int] | None, topic: str
+) -> dict[int, PartitionMarks]:
+    """The watermarks of the partitions a run is restricted to (all when None)."""
+    if partitions is None:
+        return marks
+    unknown = sorted(set(partitions) - set(marks))
+    if unknown:
+        raise NotFound(
+            f"topic {topic!r} has no partition {', '.join(map(str, unknown))} (it has"
+            f" partitions 0..{max(marks, default=-1)}): check --partition"
+        )
+    return {p: m for p, m in marks.items() if p in partitions}
+
+
 def _mirror(
     stream: Stream,
     consumer: Consumer,
@@ -148,15 +197,16 @@ def _mirror(
     marks: dict[int, PartitionMarks],
     report: RunReport,
 ) -> None:
-    """Mirror the frontiers to the consumer group (for Kafka tools) and compute the lag."""
-    frontiers = {p: ledger.partition(p).frontier for p in ledger.partitions}
+    """Mirror the run's partitions' frontiers to the consumer group (for Kafka tools; other
+    shards mirror their own) and compute the lag."""
+    frontiers = {p: ledger.partition(p).frontier for p in ledger.partitions if p in marks}
     warning = mirror_group_offsets(
         consumer, stream.topic, frontiers, check_reachable=report.commits > 0
     )
     if warning:
         report.warnings.append(warning)
     if report.commits:
-        marks = partition_marks(consumer, stream.topic)
+        marks = _only(partition_marks(consumer, stream.topic), set(marks), stream.topic)
     report.lag = {p: max(0, m.high - frontiers.get(p, 0)) for p, m in marks.items()}
 
 

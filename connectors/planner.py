@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from connectors.errors import NotFound
 from connectors.ledger import Ledger
 from connectors.ranges import OffsetRange, PartitionMarks, Spans
 
@@ -69,12 +68,7 @@ def plan_window(
     ranges: list[OffsetRange] = []
     loss: list[OffsetRange] = []
     for w in window:
-        mark = marks.get(w.partition)
-        if mark is None:
-            raise NotFound(
-                f"partition {w.partition} does not exist on the topic (it has partitions"
-                f" 0..{max(marks, default=-1)}): check --partition"
-            )
+        mark = marks[w.partition]  # callers restrict marks to existing partitions first
         part = ledger.partition(w.partition)
         wanted = Spans.of([(w.start, min(w.end, mark.high))])
         missing = wanted.minus(part.handled)

@@ -92,6 +92,8 @@ class TableWriter:
         self.table = store.open()
         self._ledger = read_ledger(self.table, topic)
         self.commits = 0
+        self.conflicts = 0
+        """Lost races this writer resolved by itself (rebased commits, retried dead letters)."""
 
     @property
     def version(self) -> int:
@@ -148,6 +150,7 @@ class TableWriter:
                 raise storage_error(self.store.uri, exc, "write to") from None
 
         def rebase(_: TransientError) -> None:
+            self.conflicts += 1
             self.table = self.store.open()
             update.rebase(self.ledger)
 
@@ -209,4 +212,7 @@ class TableWriter:
             except (OSError, DeltaError) as exc:
                 raise storage_error(store.uri, exc, "write to") from None
 
-        retrying(attempt, f"write dead letters to {store.uri}", RACE_BACKOFF)
+        retrying(attempt, f"write dead letters to {store.uri}", RACE_BACKOFF, self._conflict)
+
+    def _conflict(self, _: TransientError) -> None:
+        self.conflicts += 1
