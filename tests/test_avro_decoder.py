@@ -91,7 +91,7 @@ def _value(i: int) -> dict[str, Any]:
         "f_array": [i, -i, 2**40],
         "f_map": {"k": 0.25, f"k{i}": float(i)},
         "f_nullable": None if i % 2 else "present",
-        "f_decimal": Decimal("-12345678901234567890123456789.123456789") + i,
+        "f_decimal": Decimal(f"-12345678901234567890123456789.12345678{i % 10}"),
         "f_date": dt.date(1969, 12, 31) + dt.timedelta(days=i),
         "f_ts_millis": dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
         "f_ts_micros": dt.datetime(1960, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
@@ -341,3 +341,54 @@ def test_a_decimal_beyond_the_reader_precision_is_a_bad_value_not_a_failed_batch
 
     assert decoded.rows.column("price").to_pylist() == [Decimal("12.34")]
     assert _dead(decoded.dead) == [(1, "bad_value", values[1])]
+
+
+COLUMNAR = {**ALL_TYPES, "fields": [f for f in ALL_TYPES["fields"] if f["name"] != "f_map"]}
+
+
+def _without_map(i: int) -> dict[str, Any]:
+    return {k: v for k, v in _value(i).items() if k != "f_map"}
+
+
+def test_bulk_reader_and_fastavro_decode_every_map_free_type_to_the_same_rows(
+    tmp_path: Path, registry: SchemaRegistryClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema = _schema_file(tmp_path, COLUMNAR)
+    schema_id = _register(registry, "events-value", COLUMNAR)
+    raw = _raw([_framed(schema_id, _body(COLUMNAR, _without_map(i))) for i in range(300)])
+
+    def no_fastavro(*args: object) -> None:
+        raise AssertionError("a clean batch of a map-free schema must not need fastavro")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(AvroDecoder, "_decode_group", no_fastavro)
+        bulk = AvroDecoder(schema, _config(), registry).decode(raw)
+    with monkeypatch.context() as patched:
+        patched.setattr("connectors.decoders.avro.ColumnarReader.for_schemas", lambda *a: None)
+        by_record = AvroDecoder(schema, _config(), registry).decode(raw)
+
+    assert bulk.dead.num_rows == by_record.dead.num_rows == 0
+    assert bulk.rows.equals(by_record.rows)
+    assert bulk.rows.column("f_decimal").to_pylist() == [
+        _value(i)["f_decimal"] for i in range(300)
+    ]  # 38 digits, exact (Polars' own decimal reading would round through a float)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["truncated last body", "extra byte after the last body", "truncated middle body"],
+)
+def test_bulk_reader_leaves_a_damaged_block_to_fastavro_which_names_the_bad_record(
+    tmp_path: Path, registry: SchemaRegistryClient, damage: str
+) -> None:
+    schema = _schema_file(tmp_path, V2)
+    schema_id = _register(registry, "orders-value", V2)
+    bodies = [_body(V2, {"id": f"r{i}", "qty": i, "note": "n", "venue": None}) for i in range(500)]
+    bad = 499 if "last" in damage else 250
+    bodies[bad] = bodies[bad] + b"\x00" if "extra" in damage else bodies[bad][:-3]
+    values: list[bytes | None] = [_framed(schema_id, b) for b in bodies]
+
+    decoded = AvroDecoder(schema, _config(), registry).decode(_raw(values))
+
+    assert decoded.rows.column("qty").to_pylist() == [i for i in range(500) if i != bad]
+    assert _dead(decoded.dead) == [(bad, "avro_decode_error", values[bad])]
