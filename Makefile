@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 JARS := dev/kafka/target/libs/.fetched
 export LAKEPORT_BOOTSTRAP ?= 127.0.0.1:19092
 
-.PHONY: demo test lint ui broker-stop install jars clean
+.PHONY: demo test lint ui broker-stop install jars bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+## The performance benchmark, Spark Structured Streaming peer included (pyspark + delta-spark)
+bench: install
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m benchmarks.ingest --json benchmarks/last-run.json
 
 ui: install
 	mkdir -p .lakeport/dagster-home && cp dev/dagster/dagster.yaml .lakeport/dagster-home/

@@ -1,24 +1,35 @@
-"""Ingest throughput, memory and fixed overhead of lakeport on a real local Kafka broker.
+"""lakeport's ingest performance beside its baselines and a peer, on one broker and the same data.
 
-    python -m benchmarks.ingest --events 1000000 [--runs 3] [--json out.json]
+    python -m benchmarks.ingest [--events 1000000] [--runs 3] [--json out.json]
+    make bench      # the same, after installing the optional Spark peer (pyspark, delta-spark)
 
-The parent process starts a broker (unless `--bootstrap` is given), produces the sample once
-(fixed seed, 6 partitions) and then runs every measured variant in its own subprocess, one
-subprocess per run, so that each run starts cold (new process, new Consumer, new group id,
-fresh table) and its peak RSS (`ru_maxrss`) and GC state are its own. All variants read the
-same topic, so they see the same bytes. Figures are medians over `--runs`.
+The parent process starts a broker (unless `--bootstrap` is given) and produces every topic
+once: the same Upvest-like notifications (585 B JSON values, 6 partitions, fixed seed) as an
+uncompressed, an lz4 and a zstd topic (Upvest does not document its compression), the same
+events Avro-encoded with Confluent framing, a 5M-event backlog and a table of 10,000 commits.
+Every measured run is its own subprocess (new interpreter, consumer, group id and table), so
+its time, peak RSS (`ru_maxrss`) and GC state are its own; figures are medians over `--runs`.
 
-Variants: `ceiling` (consume-only loop), `naive` (json.loads + from_pylist + write_deltalake
-per 10k), `lakeport-json`, `lakeport-avro` and
-`overhead` (a forward run with nothing new on a table with many commits).
+Variants, on each JSON topic:
+- `ceiling-default`: consume-only (touch value and offset, GC paused) with librdkafka's
+  default fetch settings; `ceiling-lakeport`: the same loop on lakeport's own consumer;
+- `naive`: `json.loads` per record, `from_pylist`, `write_deltalake` per 10k (what one
+  writes first);
+- `lakeport`: `run_forward` at default settings, into a fresh table;
+- `spark`: Spark Structured Streaming 4.2 → Delta (`from_json` into the same columns,
+  `trigger(availableNow=True)`, local[2]), timed once the session is up; only where pyspark
+  and delta-spark are installed (`make bench`).
+And once each: `lakeport` on the Avro topic; `replace`: forward ingestion of the uncompressed
+topic, then a `replace` backfill of the same 1M-offset window; `backlog`: `run_forward` over
+the 5M backlog (peak RSS); `overhead`: runs with nothing new on the 10,000-commit table.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -47,17 +58,16 @@ NAIVE_BATCH = 10_000
 CONSUME_BATCH = 10_000
 OVERHEAD_REPEATS = 5
 AVRO_SUBJECT = "lakeport-bench-value"
-MEASURED = ("ceiling", "naive", "lakeport-json", "lakeport-avro")
+COMPRESSIONS = ("none", "lz4", "zstd")
+STALL_SECONDS = 30.0
 
-# Targets: (key, description, threshold)
-TARGET_JSON_EPS = 150_000.0
-TARGET_JSON_VS_CEILING = 0.60
-TARGET_JSON_VS_NAIVE = 5.0
-TARGET_AVRO_EPS = 120_000.0
-TARGET_RSS_MIB = 1024.0
-TARGET_RSS_BACKLOG = 5_000_000
-TARGET_OVERHEAD_S = 0.100
-TARGET_OVERHEAD_COMMITS = 10_000
+# The targets of the performance issue (2 cores, every figure from this one run).
+TARGET_JSON_EPS = 150_000.0  # P1, uncompressed and lz4, default settings
+TARGET_JSON_VS_NAIVE = 3.5  # P1
+TARGET_AVRO_EPS = 150_000.0  # P2
+TARGET_BACKLOG_RSS_MIB = 600.0  # P3, on a 5M-event backlog
+TARGET_REPLACE_VS_FORWARD = 0.5  # P4, a 1M-offset window
+TARGET_OVERHEAD_S = 0.100  # P5, on a table of 10,000 commits
 
 
 # --------------------------------------------------------------------------------------------
@@ -66,45 +76,49 @@ TARGET_OVERHEAD_COMMITS = 10_000
 
 @dataclass
 class RunResult:
-    """One measured run of one variant (written by the child process as JSON)."""
+    """One measured run (written by the child process as JSON)."""
 
     variant: str
+    topic: str
     seconds: float
     records: int
     value_bytes: int
     peak_rss_mib: float
-    rss_before_mib: float
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
-class VariantSummary:
-    """Medians over the runs of one variant."""
+class Summary:
+    """Medians over the runs of one variant on one topic."""
 
     variant: str
+    topic: str
     runs: list[RunResult]
-    skipped: str | None = None
 
     @property
     def seconds(self) -> float:
-        return statistics.median(r.seconds for r in self.runs) if self.runs else float("nan")
+        return statistics.median(r.seconds for r in self.runs)
 
     @property
     def events_per_second(self) -> float:
-        return self.runs[0].records / self.seconds if self.runs else float("nan")
+        return self.runs[0].records / self.seconds if self.seconds else float("nan")
 
     @property
     def mb_per_second(self) -> float:
-        return self.runs[0].value_bytes / 1e6 / self.seconds if self.runs else float("nan")
+        return self.runs[0].value_bytes / 1e6 / self.seconds if self.seconds else float("nan")
 
     @property
     def peak_rss_mib(self) -> float:
-        return max(r.peak_rss_mib for r in self.runs) if self.runs else float("nan")
+        return max(r.peak_rss_mib for r in self.runs)
+
+    def extra(self, key: str) -> float:
+        """The median of a figure the runs reported beside their time."""
+        return statistics.median(float(r.extra[key]) for r in self.runs)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "variant": self.variant,
-            "skipped": self.skipped,
+            "topic": self.topic,
             "median_seconds": self.seconds,
             "events_per_second": self.events_per_second,
             "mb_per_second": self.mb_per_second,
@@ -119,7 +133,7 @@ def _rss_mib() -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# Producing the sample
+# Producing the topics
 
 
 @dataclass(frozen=True)
@@ -130,7 +144,6 @@ class Produced:
     records: int
     value_bytes: int
     seconds: float
-    per_partition: dict[int, int]
 
 
 def _counted(records: Iterable[Any], totals: list[int]) -> Iterator[Any]:
@@ -141,12 +154,7 @@ def _counted(records: Iterable[Any], totals: list[int]) -> Iterator[Any]:
 
 
 def create_topic(bootstrap: str, topic: str) -> None:
-    """A 6-partition topic that retention never empties.
-
-    The sample's timestamps start on 2026-01-05 (fixed, for reproducibility), so with the
-    default `retention.ms` (7 days) the broker's retention check (every 30 s on LocalBroker)
-    deletes the whole backlog moments after it is produced.
-    """
+    """A 6-partition topic that retention never empties (the sample is dated January 2026)."""
     from confluent_kafka.admin import AdminClient
     from confluent_kafka.cimpl import NewTopic
 
@@ -155,26 +163,30 @@ def create_topic(bootstrap: str, topic: str) -> None:
     admin.create_topics([new], request_timeout=30)[topic].result(timeout=60)
 
 
-def produce_json(bootstrap: str, topic: str, events: int, seed: int) -> Produced:
-    """Produce `events` Upvest notifications (JSON values) to a new 6-partition topic."""
-    from dev.sample_events import notification_events, produce_sample
+def _produce(
+    bootstrap: str, topic: str, records: Iterable[Any], compression: str = "none"
+) -> Produced:
+    from dev.sample_events import produce_sample
 
     create_topic(bootstrap, topic)
     totals = [0]
     began = time.perf_counter()
     report = produce_sample(
-        {"bootstrap.servers": bootstrap},
+        {"bootstrap.servers": bootstrap, "compression.type": compression},
         topic,
-        _counted(notification_events(events, seed=seed), totals),
+        _counted(records, totals),
         partitions=PARTITIONS,
     )
-    seconds = time.perf_counter() - began
-    if report.records != events:
-        raise RuntimeError(f"produced {report.records} records, expected {events}")
-    return Produced(topic, report.records, totals[0], seconds, report.per_partition)
+    return Produced(topic, report.records, totals[0], time.perf_counter() - began)
 
 
-# ---- Avro ----------------------------------------------------------------------------------
+def produce_json(
+    bootstrap: str, topic: str, events: int, seed: int, compression: str = "none"
+) -> Produced:
+    """`events` Upvest notifications (JSON values) in a new topic, batches compressed so."""
+    from dev.sample_events import notification_events
+
+    return _produce(bootstrap, topic, notification_events(events, seed=seed), compression)
 
 
 def _writer_schema() -> dict[str, Any]:
@@ -236,12 +248,10 @@ def produce_avro(bootstrap: str, topic: str, events: int, seed: int, registry_ur
     """The same events, Avro-encoded with Confluent framing (magic 0, schema id, body)."""
     import fastavro
 
-    from dev.sample_events import SampleRecord, notification_events, produce_sample
+    from dev.sample_events import SampleRecord, notification_events
 
-    create_topic(bootstrap, topic)
-    schema_id = register_writer_schema(registry_url)
+    header = b"\x00" + struct.pack(">I", register_writer_schema(registry_url))
     parsed = fastavro.parse_schema(_writer_schema())
-    header = b"\x00" + struct.pack(">I", schema_id)
 
     def encoded() -> Iterator[SampleRecord]:
         buf = BytesIO()
@@ -251,16 +261,7 @@ def produce_avro(bootstrap: str, topic: str, events: int, seed: int, registry_ur
             fastavro.schemaless_writer(buf, parsed, avro_record(rec.value))
             yield SampleRecord(rec.key, header + buf.getvalue(), rec.timestamp_ms, rec.kind)
 
-    totals = [0]
-    began = time.perf_counter()
-    report = produce_sample(
-        {"bootstrap.servers": bootstrap},
-        topic,
-        _counted(encoded(), totals),
-        partitions=PARTITIONS,
-    )
-    seconds = time.perf_counter() - began
-    return Produced(topic, report.records, totals[0], seconds, report.per_partition)
+    return _produce(bootstrap, topic, encoded())
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,15 +275,17 @@ def write_config(
     *,
     fmt: str = "json",
     registry_url: str | None = None,
-    group_id: str | None = None,
+    extra: dict[str, object] | None = None,
 ) -> Path:
-    """A lakeport.yaml with one stream `events` and a lakehouse under `directory`."""
+    """A lakeport.yaml with one stream `events` (defaults otherwise) and a lakehouse under
+    `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     keys: dict[str, object] = {
         "schema_file": str(SCHEMA_FILE),
         "format": fmt,
-        "group_id": group_id or f"bench.{uuid.uuid4().hex}",
+        "group_id": f"bench.{uuid.uuid4().hex}",
         "idle_timeout_seconds": 30,
+        **(extra or {}),
     }
     if registry_url:
         keys["schema_registry_url"] = registry_url
@@ -315,30 +318,13 @@ def _count_rows(uri: str) -> int:
     from deltalake.exceptions import TableNotFoundError
 
     try:
-        return DeltaTable(uri).to_pyarrow_dataset().count_rows()
+        return DeltaTable(uri).count()
     except TableNotFoundError:
         return 0
 
 
 # --------------------------------------------------------------------------------------------
 # Variants (each runs inside its own child process)
-
-
-def _consumer_settings(bootstrap: str) -> dict[str, str]:
-    """A cold consumer (new group id) with lakeport's fetch sizes, reading from offset 0."""
-    return {
-        "bootstrap.servers": bootstrap,
-        "group.id": f"bench.{uuid.uuid4().hex}",
-        "enable.auto.commit": "false",
-        "enable.auto.offset.store": "false",
-        "auto.offset.reset": "earliest",
-        "fetch.max.bytes": str(64 * 1024 * 1024),
-        "max.partition.fetch.bytes": str(16 * 1024 * 1024),
-        "queued.max.messages.kbytes": str(256 * 1024),
-    }
-
-
-STALL_SECONDS = 30.0
 
 
 class Stalled(RuntimeError):
@@ -368,158 +354,172 @@ def _assign_all(consumer: Any, topic: str) -> None:
     consumer.assign([TopicPartition(topic, p, 0) for p in parts])
 
 
-def run_ceiling(args: argparse.Namespace, workdir: Path) -> RunResult:
-    """Consume-only: all partitions from 0, touch value and offset, GC paused around the loop."""
+def _plain_consumer(bootstrap: str) -> Any:
+    """librdkafka's defaults, a cold group, reading from offset 0."""
     from confluent_kafka import Consumer
 
-    rss_before = _rss_mib()
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench.{uuid.uuid4().hex}",
+            "enable.auto.commit": "false",
+            "auto.offset.reset": "earliest",
+        }
+    )
+
+
+def _consume_only(args: argparse.Namespace, consumer: Any, variant: str) -> RunResult:
+    """Touch value and offset of every record, GC paused around the loop (as lakeport does)."""
     began = time.perf_counter()
-    consumer = Consumer(_consumer_settings(args.bootstrap))
     _assign_all(consumer, args.topic)
     records, size, checksum = 0, 0, 0
-    gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         for batch in _batches(consumer, args.events):
             for m in batch:
-                v = m.value()
                 checksum += m.offset()
-                size += len(v) if v is not None else 0
+                size += len(m.value())
             records += len(batch)
     finally:
-        if gc_was_enabled:
-            gc.enable()
+        gc.enable()
     consumer.close()
     seconds = time.perf_counter() - began
-    return RunResult("ceiling", seconds, records, size, _rss_mib(), rss_before, {"sum": checksum})
+    return RunResult(variant, args.topic, seconds, records, size, _rss_mib(), {"sum": checksum})
 
 
-def _naive_schema() -> Any:
-    import pyarrow as pa
+def run_ceiling_default(args: argparse.Namespace, workdir: Path) -> RunResult:
+    return _consume_only(args, _plain_consumer(args.bootstrap), "ceiling-default")
 
-    text = pa.string()
-    fields: list[tuple[str, Any]] = [
-        ("kafka_partition", pa.int32()),
-        ("kafka_offset", pa.int64()),
-        ("kafka_timestamp_ms", pa.int64()),
-        ("kafka_key", pa.binary()),
-        ("id", text),
-        ("created_at", text),
-        ("type", text),
-        ("webhook_id", text),
-        ("object", text),
-        ("object_id", text),
-        ("object_user_id", text),
-        ("object_account_id", text),
-        ("object_account_group_id", text),
-        ("object_status", text),
-        ("object_currency", text),
-    ]
-    return pa.schema(fields)
+
+def run_ceiling_lakeport(args: argparse.Namespace, workdir: Path) -> RunResult:
+    """The same loop on the consumer lakeport reads with (its fetch and queue settings)."""
+    from connectors import ConnectionConfig, range_consumer
+
+    connection = ConnectionConfig(bootstrap_servers=args.bootstrap)
+    return _consume_only(
+        args, range_consumer(connection, f"bench.{uuid.uuid4().hex}"), "ceiling-lakeport"
+    )
+
+
+_NAIVE_COLUMNS = (
+    "id",
+    "created_at",
+    "type",
+    "webhook_id",
+    "object_id",
+    "object_user_id",
+    "object_account_id",
+    "object_account_group_id",
+    "object_status",
+    "object_currency",
+)
 
 
 def run_naive(args: argparse.Namespace, workdir: Path) -> RunResult:
     """What one writes first: json.loads per record, from_pylist, write_deltalake per 10k."""
     import pyarrow as pa
-    from confluent_kafka import Consumer
     from deltalake import write_deltalake
 
-    schema = _naive_schema()
     uri = str(workdir / "naive_table")
-    rss_before = _rss_mib()
     began = time.perf_counter()
-    consumer = Consumer(_consumer_settings(args.bootstrap))
+    consumer = _plain_consumer(args.bootstrap)
     _assign_all(consumer, args.topic)
     size, commits = 0, 0
     rows: list[dict[str, Any]] = []
-
-    def flush() -> None:
-        nonlocal commits
-        if rows:
-            write_deltalake(uri, pa.Table.from_pylist(rows, schema=schema), mode="append")
-            rows.clear()
-            commits += 1
-
     for batch in _batches(consumer, args.events):
         for m in batch:
             v = m.value()
             size += len(v)
             doc = json.loads(v)
             obj = doc.get("object")
-            o = obj if isinstance(obj, dict) else {}
+            flat = {f"object_{k}": v for k, v in obj.items()} if isinstance(obj, dict) else {}
             rows.append(
                 {
                     "kafka_partition": m.partition(),
                     "kafka_offset": m.offset(),
                     "kafka_timestamp_ms": m.timestamp()[1],
                     "kafka_key": m.key(),
-                    "id": doc.get("id"),
-                    "created_at": doc.get("created_at"),
-                    "type": doc.get("type"),
-                    "webhook_id": doc.get("webhook_id"),
                     "object": json.dumps(obj, ensure_ascii=False, separators=(",", ":")),
-                    "object_id": o.get("id"),
-                    "object_user_id": o.get("user_id"),
-                    "object_account_id": o.get("account_id"),
-                    "object_account_group_id": o.get("account_group_id"),
-                    "object_status": o.get("status"),
-                    "object_currency": o.get("currency"),
+                    **{c: doc.get(c, flat.get(c)) for c in _NAIVE_COLUMNS},
                 }
             )
             if len(rows) >= NAIVE_BATCH:
-                flush()
-    flush()
+                write_deltalake(uri, pa.Table.from_pylist(rows), mode="append")
+                rows.clear()
+                commits += 1
+    if rows:
+        write_deltalake(uri, pa.Table.from_pylist(rows), mode="append")
+        commits += 1
     consumer.close()
     seconds = time.perf_counter() - began
     landed = _count_rows(uri)
     if landed != args.events:
         raise RuntimeError(f"naive: table holds {landed} rows, expected {args.events}")
-    return RunResult("naive", seconds, landed, size, _rss_mib(), rss_before, {"commits": commits})
+    return RunResult("naive", args.topic, seconds, landed, size, _rss_mib(), {"commits": commits})
 
 
-def _run_lakeport(args: argparse.Namespace, workdir: Path, fmt: str) -> RunResult:
-    """lakeport end to end: a fresh config, table and group; `run_forward` over the backlog."""
-    from connectors import Stream, load_config, run_forward
+def _stream(args: argparse.Namespace, workdir: Path, **keys: Any) -> Any:
+    from connectors import Stream, load_config
 
-    registry = None
-    if fmt == "avro":
-        registry = args.registry_url
-        schema_id = register_writer_schema(registry)
-        if schema_id != args.schema_id:
-            raise RuntimeError(f"registry gave schema id {schema_id}, topic uses {args.schema_id}")
-    config = load_config(
-        write_config(
-            workdir / "lakeport", args.bootstrap, args.topic, fmt=fmt, registry_url=registry
-        )
+    return Stream.from_config(
+        load_config(write_config(workdir / "lakeport", args.bootstrap, args.topic, **keys)), STREAM
     )
-    stream = Stream.from_config(config, STREAM)
-    rss_before = _rss_mib()
+
+
+def _forward(variant: str, args: argparse.Namespace, stream: Any) -> RunResult:
+    """One timed `run_forward` over the whole topic, row counts checked."""
+    from connectors import run_forward
+
     began = time.perf_counter()
     report = run_forward(stream)
     seconds = time.perf_counter() - began
     rows, dead = _count_rows(stream.table.uri), _count_rows(stream.dead_letters.uri)
     if rows + dead != args.events or report.records + report.dead != args.events:
-        raise RuntimeError(
-            f"lakeport-{fmt}: table {rows} + dead letters {dead} (report {report.records} +"
-            f" {report.dead}) != {args.events} events"
-        )
+        raise RuntimeError(f"{variant}: table {rows} + dead letters {dead} != {args.events}")
     return RunResult(
-        f"lakeport-{fmt}",
+        variant,
+        args.topic,
         seconds,
         rows + dead,
         report.bytes,
         _rss_mib(),
-        rss_before,
-        {"rows": rows, "dead": dead, "commits": report.commits, "run_seconds": report.seconds},
+        {"commits": report.commits, **{k: round(v, 3) for k, v in report.timings.items()}},
     )
 
 
-def run_lakeport_json(args: argparse.Namespace, workdir: Path) -> RunResult:
-    return _run_lakeport(args, workdir, "json")
+def run_lakeport(args: argparse.Namespace, workdir: Path) -> RunResult:
+    if args.registry_url:
+        register_writer_schema(args.registry_url)  # the same id, in this process's mock
+        return _forward(
+            "lakeport", args, _stream(args, workdir, fmt="avro", registry_url=args.registry_url)
+        )
+    return _forward("lakeport", args, _stream(args, workdir))
 
 
-def run_lakeport_avro(args: argparse.Namespace, workdir: Path) -> RunResult:
-    return _run_lakeport(args, workdir, "avro")
+def run_replace(args: argparse.Namespace, workdir: Path) -> RunResult:
+    """Forward ingestion of the topic, then a `replace` backfill of that same window."""
+    from connectors import OffsetRange, run_window
+
+    stream = _stream(args, workdir)
+    forward = _forward("replace", args, stream)
+    ends: dict[int, int] = {}
+    for span in stream.writer().ledger.partitions.values():
+        ends[span.partition] = span.frontier
+    window = [OffsetRange(p, 0, end) for p, end in sorted(ends.items())]
+    began = time.perf_counter()
+    report = run_window(stream, window, "replace")
+    seconds = time.perf_counter() - began
+    if report.records + report.dead != args.events or _count_rows(stream.table.uri) != args.events:
+        raise RuntimeError("replace: the window does not hold exactly the topic's records")
+    return RunResult(
+        "replace",
+        args.topic,
+        seconds,
+        report.records + report.dead,
+        report.bytes,
+        _rss_mib(),
+        {"forward_seconds": forward.seconds, "commits": report.commits},
+    )
 
 
 def run_overhead(args: argparse.Namespace, workdir: Path) -> RunResult:
@@ -527,7 +527,6 @@ def run_overhead(args: argparse.Namespace, workdir: Path) -> RunResult:
     from connectors import Stream, load_config, run_forward
 
     stream = Stream.from_config(load_config(Path(args.config)), STREAM)
-    rss_before = _rss_mib()
     times: list[float] = []
     for _ in range(OVERHEAD_REPEATS):
         began = time.perf_counter()
@@ -537,84 +536,47 @@ def run_overhead(args: argparse.Namespace, workdir: Path) -> RunResult:
             raise RuntimeError(f"overhead: expected an empty run, got {report}")
     return RunResult(
         "overhead",
+        args.topic,
         statistics.median(times),
         0,
         0,
         _rss_mib(),
-        rss_before,
-        {"times": times, "table_version": report.table_version},
+        {"times_ms": [round(t * 1000, 1) for t in times], "version": report.table_version},
     )
 
 
+def run_spark(args: argparse.Namespace, workdir: Path) -> RunResult:
+    """Spark Structured Streaming → Delta on the same topic, timed once the session is up."""
+    from benchmarks.spark_peer import ingest_with_spark
+
+    seconds, rows = ingest_with_spark(args.bootstrap, args.topic, str(workdir / "spark"))
+    if rows != args.events:
+        raise RuntimeError(f"spark: table holds {rows} rows, expected {args.events}")
+    return RunResult("spark", args.topic, seconds, rows, 0, _rss_mib(), {})
+
+
 VARIANTS: dict[str, Callable[[argparse.Namespace, Path], RunResult]] = {
-    "ceiling": run_ceiling,
+    "ceiling-default": run_ceiling_default,
+    "ceiling-lakeport": run_ceiling_lakeport,
     "naive": run_naive,
-    "lakeport-json": run_lakeport_json,
-    "lakeport-avro": run_lakeport_avro,
+    "lakeport": run_lakeport,
+    "spark": run_spark,
+    "replace": run_replace,
     "overhead": run_overhead,
 }
+PER_TOPIC = ("ceiling-default", "ceiling-lakeport", "naive", "lakeport", "spark")
 
 
-# --------------------------------------------------------------------------------------------
-# The many-commit table for the fixed-overhead measurement (built in the parent)
-
-
-def build_overhead_table(
-    directory: Path, bootstrap: str, commits: int, seed: int
-) -> dict[str, Any]:
-    """A topic of `commits` records and a table landing them one record per lakeport commit.
-
-    Each commit goes through lakeport's own path (`TableWriter.commit`, delta-rs default
-    checkpoints), so the table's log and ledger look like `commits` micro-batches.
-    """
-    from connectors import OffsetRange, Stream, load_config
-    from connectors.kafka_client import open_consumer, partition_marks
-    from connectors.planner import plan_forward
-    from connectors.reader import ReadLimits, read_ranges
-    from connectors.writer import append
-
-    topic = f"bench-overhead-{uuid.uuid4().hex[:8]}"
-    produce_json(bootstrap, topic, commits, seed)
-    path = write_config(directory, bootstrap, topic)
-    stream = Stream.from_config(load_config(path), STREAM)
-    writer = stream.writer()
-    with open_consumer(stream.connection, stream.group_id) as consumer:
-        plan = plan_forward(writer.ledger, partition_marks(consumer, topic))
-        limits = ReadLimits(batch_records=commits, batch_bytes=1 << 40, idle_timeout=30)
-        batches = list(read_ranges(consumer, topic, plan.ranges, limits))
-    decoder = stream.decoder()
-    rows = [decoder.decode(b.records).rows for b in batches]
-    began = time.perf_counter()
-    made = 0
-    for batch in rows:
-        for i in range(batch.num_rows):
-            row = batch.slice(i, 1)
-            p = row.column("kafka_partition")[0].as_py()
-            o = row.column("kafka_offset")[0].as_py()
-            update = writer.update()
-            update.add(OffsetRange(p, o, o + 1), 1)
-            writer.commit(update, append(row), "forward", extra={"lakeport.stream": STREAM})
-            made += 1
-            if made % 500 == 0:
-                rate = (time.perf_counter() - began) / made
-                print(f"  overhead table: {made}/{commits} commits ({rate * 1000:.0f} ms each)",
-                      flush=True)  # fmt: skip
-    seconds = time.perf_counter() - began
-    return {
-        "config": str(path),
-        "topic": topic,
-        "commits": made,
-        "build_seconds": seconds,
-        "ms_per_commit": seconds / made * 1000 if made else float("nan"),
-        "table_version": writer.version,
-    }
+def spark_available() -> bool:
+    """Whether the optional Spark peer is installed (`make bench` installs it)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("pyspark", "delta"))
 
 
 # --------------------------------------------------------------------------------------------
 # Orchestration
 
 
-def _child(variant: str, args: argparse.Namespace, workdir: Path, extra: list[str]) -> RunResult:
+def _child(variant: str, args: argparse.Namespace, workdir: Path, *extra: str) -> RunResult:
     """Run one measured run of `variant` in a fresh interpreter and read back its result."""
     result = workdir / f"{variant}-{uuid.uuid4().hex[:8]}.json"
     cmd = [
@@ -625,16 +587,166 @@ def _child(variant: str, args: argparse.Namespace, workdir: Path, extra: list[st
         variant,
         "--bootstrap",
         args.bootstrap,
-        "--events",
-        str(args.events),
         "--result",
         str(result),
         "--workdir",
-        str(workdir / f"{variant}-{uuid.uuid4().hex[:8]}"),
+        str(workdir / result.stem),
         *extra,
     ]
     subprocess.run(cmd, cwd=ROOT, check=True)
     return RunResult(**json.loads(result.read_text()))
+
+
+def _measure(
+    variant: str, args: argparse.Namespace, workdir: Path, runs: int, *extra: str
+) -> Summary:
+    measured = []
+    for i in range(runs):
+        print(
+            f"{variant} on {extra[extra.index('--topic') + 1]}: run {i + 1}/{runs} ...", flush=True
+        )
+        measured.append(_child(variant, args, workdir, *extra))
+        print(f"  {measured[-1].seconds:.2f} s, peak RSS {measured[-1].peak_rss_mib:.0f} MiB")
+    return Summary(variant, measured[0].topic, measured)
+
+
+def _overhead_table(directory: Path, bootstrap: str, commits: int, seed: int) -> Path:
+    """A table of `commits` one-record commits (written as commit files by `dev.history`)."""
+    from deltalake import DeltaTable
+
+    from connectors import Stream, load_config, run_forward
+    from dev.history import synthesize_commits
+
+    topic = f"bench-overhead-{uuid.uuid4().hex[:8]}"
+    produce_json(bootstrap, topic, commits, seed)
+    scratch = Stream.from_config(
+        load_config(write_config(directory / "scratch", bootstrap, topic)), STREAM
+    )
+    run_forward(scratch)  # real decoded rows for the synthesized commits
+    rows = (
+        DeltaTable(scratch.table.uri)
+        .to_pyarrow_table()
+        .sort_by([("kafka_partition", "ascending"), ("kafka_offset", "ascending")])
+    )
+    path = write_config(directory / "table", bootstrap, topic)
+    stream = Stream.from_config(load_config(path), STREAM)
+    stream.table.open()
+    synthesize_commits(stream.table.uri, topic, rows)
+    return path
+
+
+def _measure_all(args: argparse.Namespace, workdir: Path) -> int:
+    wanted = set(args.variants.split(","))
+    if "spark" in wanted and not spark_available():
+        print("spark: skipped (not installed; `make bench` installs pyspark and delta-spark)")
+        wanted.discard("spark")
+    tag = uuid.uuid4().hex[:8]
+    produced: dict[str, Produced] = {}
+    summaries: list[Summary] = []
+
+    for compression in args.compressions.split(","):
+        print(f"producing {args.events:,} JSON events, {compression} ...", flush=True)
+        topic = produce_json(
+            args.bootstrap, f"bench-{compression}-{tag}", args.events, args.seed, compression
+        )
+        produced[f"json {compression}"] = topic
+        for variant in PER_TOPIC:
+            if variant in wanted:
+                runs = 1 if variant == "spark" else args.runs
+                summaries.append(
+                    _measure(
+                        variant,
+                        args,
+                        workdir,
+                        runs,
+                        "--topic",
+                        topic.topic,
+                        "--events",
+                        str(args.events),
+                    )
+                )
+        if compression == "none" and "replace" in wanted:
+            summaries.append(
+                _measure(
+                    "replace",
+                    args,
+                    workdir,
+                    1,
+                    "--topic",
+                    topic.topic,
+                    "--events",
+                    str(args.events),
+                )
+            )
+
+    if "avro" in wanted:
+        url = f"mock://bench-{tag}"
+        print(f"producing {args.events:,} Avro events ...", flush=True)
+        avro = produce_avro(args.bootstrap, f"bench-avro-{tag}", args.events, args.seed, url)
+        produced["avro none"] = avro
+        summaries.append(
+            _measure(
+                "lakeport",
+                args,
+                workdir,
+                args.runs,
+                "--topic",
+                avro.topic,
+                "--events",
+                str(args.events),
+                "--registry-url",
+                url,
+            )
+        )
+
+    if "backlog" in wanted and args.backlog_events:
+        print(f"producing a backlog of {args.backlog_events:,} JSON events ...", flush=True)
+        backlog = produce_json(
+            args.bootstrap, f"bench-backlog-{tag}", args.backlog_events, args.seed
+        )
+        produced["backlog"] = backlog
+        summary = _measure(
+            "lakeport",
+            args,
+            workdir,
+            1,
+            "--topic",
+            backlog.topic,
+            "--events",
+            str(args.backlog_events),
+        )
+        summaries.append(Summary("backlog", summary.topic, summary.runs))
+
+    if "overhead" in wanted and args.overhead_commits:
+        print(f"building a table of {args.overhead_commits:,} commits ...", flush=True)
+        config = _overhead_table(
+            workdir / "overhead", args.bootstrap, args.overhead_commits, args.seed
+        )
+        summaries.append(
+            _measure("overhead", args, workdir, 1, "--topic", "overhead", "--config", str(config))
+        )
+
+    facts = _versions()
+    targets = _targets(summaries, produced, args)
+    print()
+    print(report(facts, produced, summaries, targets, args))
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "events": args.events,
+                    "runs": args.runs,
+                    "machine": facts,
+                    "produced": {k: asdict(p) for k, p in produced.items()},
+                    "variants": [s.as_dict() for s in summaries],
+                    "targets": targets,
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        print(f"\nwrote {args.json}")
+    return 0
 
 
 def _versions() -> dict[str, str]:
@@ -643,124 +755,124 @@ def _versions() -> dict[str, str]:
     facts = {
         "cpu_count": str(os.cpu_count()),
         "python": platform.python_version(),
-        "platform": platform.platform(),
-        "confluent-kafka": importlib.metadata.version("confluent-kafka"),
         "librdkafka": confluent_kafka.libversion()[0],
     }
-    for name in ("pyarrow", "deltalake", "duckdb", "fastavro"):
+    for name in ("confluent-kafka", "pyarrow", "deltalake", "duckdb", "polars", "pyspark"):
         try:
-            facts[name] = importlib.import_module(name).__version__
-        except ImportError:
+            facts[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
             facts[name] = "not installed"
     return facts
 
 
-def _fmt(value: float, spec: str) -> str:
-    return "-" if value != value else format(value, spec)  # NaN -> "-"
+def _label(summary: Summary, produced: dict[str, Produced]) -> str:
+    return next((name for name, p in produced.items() if p.topic == summary.topic), summary.topic)
+
+
+def _find(summaries: list[Summary], variant: str, topic: Produced | None) -> Summary | None:
+    if topic is None:
+        return None
+    return next((s for s in summaries if s.variant == variant and s.topic == topic.topic), None)
 
 
 def _targets(
-    summaries: dict[str, VariantSummary], overhead: dict[str, Any] | None, events: int
+    summaries: list[Summary], produced: dict[str, Produced], args: argparse.Namespace
 ) -> list[dict[str, Any]]:
-    """Each target with its measured value and PASS / MISS (or why it was not measured)."""
-    js, ce, nv = (summaries.get(k) for k in ("lakeport-json", "ceiling", "naive"))
-    av = summaries.get("lakeport-avro")
+    """Each target with its measured value and PASS / MISS (n/a: not measured in this run)."""
     out: list[dict[str, Any]] = []
 
-    def add(name: str, value: float | None, ok: bool | None, note: str = "") -> None:
+    def add(name: str, value: float | None, ok: bool | None) -> None:
         status = "n/a" if ok is None else ("PASS" if ok else "MISS")
-        out.append({"target": name, "value": value, "status": status, "note": note})
+        out.append({"target": name, "value": value, "status": status})
 
-    def ok_runs(s: VariantSummary | None) -> bool:
-        return s is not None and bool(s.runs)
-
-    if ok_runs(js):
-        assert js is not None
-        eps = js.events_per_second
-        add("JSON >= 150k events/s", eps, eps >= TARGET_JSON_EPS)
-        if ok_runs(ce):
-            assert ce is not None
-            r = eps / ce.events_per_second
-            add("JSON >= 60% of ceiling", r, r >= TARGET_JSON_VS_CEILING)
-        if ok_runs(nv):
-            assert nv is not None
-            r = eps / nv.events_per_second
-            add("JSON >= 5x naive", r, r >= TARGET_JSON_VS_NAIVE)
-        rss = js.peak_rss_mib
-        if events >= TARGET_RSS_BACKLOG:
-            add("peak RSS < 1 GiB (5M backlog)", rss, rss < TARGET_RSS_MIB)
-        else:
-            add(
-                "peak RSS < 1 GiB (5M backlog)",
-                rss,
-                rss < TARGET_RSS_MIB,
-                f"measured on a {events:,} backlog, not 5M",
-            )
-    if ok_runs(av):
-        assert av is not None
-        add("Avro >= 120k events/s", av.events_per_second, av.events_per_second >= TARGET_AVRO_EPS)
-    else:
-        add("Avro >= 120k events/s", None, None, (av.skipped if av else None) or "not run")
-    if overhead and "median_seconds" in overhead:
-        s, n = overhead["median_seconds"], overhead["commits"]
-        note = "" if n >= TARGET_OVERHEAD_COMMITS else f"measured at {n:,} commits, not 10k"
-        add("fixed overhead <= 100 ms (10k commits)", s, s <= TARGET_OVERHEAD_S, note)
+    for compression in ("none", "lz4"):
+        topic = produced.get(f"json {compression}")
+        ours, naive = _find(summaries, "lakeport", topic), _find(summaries, "naive", topic)
+        eps = ours.events_per_second if ours else None
+        add(
+            f"P1 JSON {compression} >= 150k events/s",
+            eps,
+            None if eps is None else eps >= TARGET_JSON_EPS,
+        )
+        ratio = ours.events_per_second / naive.events_per_second if ours and naive else None
+        add(
+            f"P1 JSON {compression} >= 3.5x naive",
+            ratio,
+            None if ratio is None else ratio >= TARGET_JSON_VS_NAIVE,
+        )
+    avro = _find(summaries, "lakeport", produced.get("avro none"))
+    eps = avro.events_per_second if avro else None
+    add("P2 Avro >= 150k events/s", eps, None if eps is None else eps >= TARGET_AVRO_EPS)
+    backlog = next((s for s in summaries if s.variant == "backlog"), None)
+    rss = backlog.peak_rss_mib if backlog else None
+    add(
+        f"P3 peak RSS <= 600 MiB ({args.backlog_events:,} backlog)",
+        rss,
+        None if rss is None else rss <= TARGET_BACKLOG_RSS_MIB,
+    )
+    replace = next((s for s in summaries if s.variant == "replace"), None)
+    ratio = replace.extra("forward_seconds") / replace.seconds if replace else None
+    add(
+        "P4 replace >= 50 % of forward (same window)",
+        ratio,
+        None if ratio is None else ratio >= TARGET_REPLACE_VS_FORWARD,
+    )
+    overhead = next((s for s in summaries if s.variant == "overhead"), None)
+    seconds = overhead.seconds if overhead else None
+    add(
+        f"P5 empty run <= 100 ms ({args.overhead_commits:,} commits)",
+        seconds,
+        None if seconds is None else seconds <= TARGET_OVERHEAD_S,
+    )
     return out
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None or value != value else format(value, spec)  # NaN -> "-"
 
 
 def report(
     facts: dict[str, Any],
-    produced: dict[str, Any],
-    summaries: dict[str, VariantSummary],
-    overhead: dict[str, Any] | None,
+    produced: dict[str, Produced],
+    summaries: list[Summary],
     targets: list[dict[str, Any]],
+    args: argparse.Namespace,
 ) -> str:
-    """The human-readable result table."""
+    """The human-readable result: a table per topic with ratios, then the targets."""
     lines = ["machine: " + ", ".join(f"{k}={v}" for k, v in facts.items())]
     for name, p in produced.items():
         lines.append(
-            f"produce {name}: {p['records']:,} events, {p['value_bytes'] / 1e6:.1f} MB values"
-            f" ({p['value_bytes'] / max(p['records'], 1):.0f} B avg) in {p['seconds']:.1f} s"
-            f" = {p['records'] / p['seconds']:,.0f} events/s"
+            f"topic {name}: {p.records:,} events, {p.value_bytes / 1e6:.1f} MB of values"
+            f" ({p.value_bytes / max(p.records, 1):.0f} B each), produced in {p.seconds:.1f} s"
         )
-    lines.append("")
-    head = f"{'variant':<15} {'events/s':>10} {'MB/s':>7} {'seconds':>8} {'peak RSS MiB':>13}  runs (s)"
+    head = (
+        f"\n{'topic':<11} {'variant':<17} {'events/s':>10} {'MB/s':>7} {'s':>7}"
+        f" {'peak RSS':>9}  {'/ceiling':>8} {'/naive':>7} {'/spark':>7}"
+    )
     lines += [head, "-" * len(head)]
-    for s in summaries.values():
-        if s.skipped:
-            lines.append(f"{s.variant:<15} skipped ({s.skipped})")
-            continue
-        runs = ", ".join(f"{r.seconds:.2f}" for r in s.runs)
+    for s in summaries:
+        topic = next((p for p in produced.values() if p.topic == s.topic), None)
+        base = {v: _find(summaries, v, topic) for v in ("ceiling-default", "naive", "spark")}
+        ratios = [
+            _fmt(s.events_per_second / b.events_per_second, ".2f") if b and b is not s else "-"
+            for b in base.values()
+        ]
         lines.append(
-            f"{s.variant:<15} {_fmt(s.events_per_second, ',.0f'):>10}"
-            f" {_fmt(s.mb_per_second, '.1f'):>7} {_fmt(s.seconds, '.2f'):>8}"
-            f" {_fmt(s.peak_rss_mib, '.0f'):>13}  {runs}"
+            f"{_label(s, produced):<11} {s.variant:<17} {_fmt(s.events_per_second, ',.0f'):>10}"
+            f" {_fmt(s.mb_per_second, '.1f'):>7} {s.seconds:>7.2f} {s.peak_rss_mib:>8.0f}M"
+            f"  {ratios[0]:>8} {ratios[1]:>7} {ratios[2]:>7}"
         )
-    js = summaries.get("lakeport-json")
-    for base in ("ceiling", "naive"):
-        b = summaries.get(base)
-        if js and js.runs and b and b.runs:
+        if s.variant == "replace":
             lines.append(
-                f"lakeport-json / {base}: {js.events_per_second / b.events_per_second:.2f}"
+                f"{'':<11} {'  (its forward)':<17} {s.runs[0].records / s.extra('forward_seconds'):>10,.0f}"
             )
-    av = summaries.get("lakeport-avro")
-    if av and av.skipped:
-        lines.append(f"avro: skipped ({av.skipped})")
-    if overhead:
-        lines.append(
-            f"fixed overhead: table of {overhead['commits']:,} lakeport commits (built in"
-            f" {overhead['build_seconds']:.0f} s, {overhead['ms_per_commit']:.0f} ms/commit);"
-            f" empty run_forward median {overhead.get('median_seconds', float('nan')) * 1000:.0f}"
-            f" ms over {OVERHEAD_REPEATS}: "
-            + ", ".join(f"{t * 1000:.0f}" for t in overhead.get("times", []))
-            + f" ms; peak RSS {overhead.get('peak_rss_mib', float('nan')):.0f} MiB"
-        )
+        if s.variant == "overhead":
+            lines.append(f"{'':<11} {'  (runs, ms)':<17} {s.runs[0].extra['times_ms']}")
     lines += ["", "targets:"]
     for t in targets:
         v = t["value"]
         shown = "-" if v is None else (f"{v:,.3f}" if v < 100 else f"{v:,.0f}")
-        note = f"  ({t['note']})" if t["note"] else ""
-        lines.append(f"  {t['status']:<5} {t['target']:<42} measured {shown}{note}")
+        lines.append(f"  {t['status']:<5} {t['target']:<48} measured {shown}")
     return "\n".join(lines)
 
 
@@ -775,96 +887,32 @@ def orchestrate(args: argparse.Namespace) -> int:
                 from dev.local_broker import LocalBroker
 
                 broker = LocalBroker(home=workdir / "broker")
-                began = time.perf_counter()
                 broker.start()
                 args.bootstrap = broker.bootstrap_servers
-                print(f"broker up at {args.bootstrap} in {time.perf_counter() - began:.1f} s")
+                print(f"broker up at {args.bootstrap}")
             return _measure_all(args, workdir)
         finally:
             if broker is not None:
                 broker.stop()
 
 
-def _measure_all(args: argparse.Namespace, workdir: Path) -> int:
-    wanted = [v for v in args.variants.split(",") if v]
-    tag = uuid.uuid4().hex[:8]
-    produced: dict[str, Any] = {}
-    summaries: dict[str, VariantSummary] = {}
-    overhead: dict[str, Any] | None = None
-
-    if any(v in wanted for v in ("ceiling", "naive", "lakeport-json")):
-        print(f"producing {args.events:,} JSON events ...", flush=True)
-        pj = produce_json(args.bootstrap, f"bench-json-{tag}", args.events, args.seed)
-        produced["json"] = asdict(pj)
-        for variant in ("ceiling", "naive", "lakeport-json"):
-            if variant not in wanted:
-                continue
-            runs = []
-            for i in range(args.runs):
-                print(f"{variant}: run {i + 1}/{args.runs} ...", flush=True)
-                runs.append(_child(variant, args, workdir, ["--topic", pj.topic]))
-                print(f"  {runs[-1].seconds:.2f} s, peak RSS {runs[-1].peak_rss_mib:.0f} MiB")
-            summaries[variant] = VariantSummary(variant, runs)
-
-    if "lakeport-avro" in wanted:
-        url = f"mock://bench-{tag}"
-        print(f"producing {args.events:,} Avro events ...", flush=True)
-        pa_ = produce_avro(args.bootstrap, f"bench-avro-{tag}", args.events, args.seed, url)
-        produced["avro"] = asdict(pa_)
-        schema_id = register_writer_schema(url)
-        runs = []
-        for i in range(args.runs):
-            print(f"lakeport-avro: run {i + 1}/{args.runs} ...", flush=True)
-            extra = ["--topic", pa_.topic, "--registry-url", url, "--schema-id", str(schema_id)]
-            runs.append(_child("lakeport-avro", args, workdir, extra))
-        summaries["lakeport-avro"] = VariantSummary("lakeport-avro", runs)
-
-    if "overhead" in wanted and args.overhead_commits > 0:
-        print(f"building a table of {args.overhead_commits:,} lakeport commits ...", flush=True)
-        overhead = build_overhead_table(
-            workdir / "overhead", args.bootstrap, args.overhead_commits, args.seed
-        )
-        res = _child("overhead", args, workdir, ["--config", overhead["config"]])
-        overhead.update(
-            median_seconds=res.seconds, times=res.extra["times"], peak_rss_mib=res.peak_rss_mib
-        )
-
-    facts = _versions()
-    targets = _targets(summaries, overhead, args.events)
-    print()
-    print(report(facts, produced, summaries, overhead, targets))
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "events": args.events,
-                    "runs": args.runs,
-                    "seed": args.seed,
-                    "machine": facts,
-                    "produced": produced,
-                    "variants": {k: s.as_dict() for k, s in summaries.items()},
-                    "overhead": overhead,
-                    "targets": targets,
-                },
-                indent=2,
-                default=str,
-            )
-        )
-        print(f"\nwrote {args.json}")
-    return 0
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.ingest", description=__doc__)
-    parser.add_argument("--events", type=int, default=1_000_000, help="events to produce")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.ingest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--events", type=int, default=1_000_000, help="events per topic")
     parser.add_argument("--runs", type=int, default=3, help="runs per variant (median)")
-    parser.add_argument("--overhead-commits", type=int, default=10_000)
+    parser.add_argument("--compressions", default=",".join(COMPRESSIONS), help="JSON topics")
+    parser.add_argument("--backlog-events", type=int, default=5_000_000, help="P3's backlog")
+    parser.add_argument("--overhead-commits", type=int, default=10_000, help="P5's table")
     parser.add_argument("--bootstrap", help="use this broker instead of starting one")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument(
         "--variants",
-        default="ceiling,naive,lakeport-json,lakeport-avro,overhead",
+        default=",".join([*PER_TOPIC, "replace", "avro", "backlog", "overhead"]),
         help="comma-separated subset to run",
     )
     parser.add_argument("--workdir", help="keep tables/broker here instead of a temp dir")
@@ -874,7 +922,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--registry-url", help=argparse.SUPPRESS)
-    parser.add_argument("--schema-id", type=int, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 

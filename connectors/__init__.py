@@ -17,7 +17,13 @@ ledger covers, and the audit that the data agrees). `ingest` runs that loop; `de
 catalogue of what can go wrong, `retry` the one way to wait for transient ones.
 """
 
-from connectors.config import LakeportConfig, StreamConfig, config_path, load_config
+from connectors.config import (
+    ConnectionConfig,
+    LakeportConfig,
+    StreamConfig,
+    config_path,
+    load_config,
+)
 from connectors.connection_check import ConnectionReport, check_connection
 from connectors.coverage import (
     AuditResult,
@@ -48,7 +54,7 @@ from connectors.errors import (
     UserError,
 )
 from connectors.ingest import RunReport, offset_window, run_forward, run_time_window, run_window
-from connectors.kafka_client import client_settings
+from connectors.kafka_client import client_settings, range_consumer
 from connectors.ledger import Ledger, LedgerUpdate, PartitionLedger, read_ledger
 from connectors.planner import Mode, Plan
 from connectors.query import run_query
@@ -65,6 +71,7 @@ __all__ = [
     "BrokerUnavailable",
     "ConcurrentChange",
     "ConfigError",
+    "ConnectionConfig",
     "ConnectionReport",
     "DataError",
     "DecodeError",
@@ -108,6 +115,7 @@ __all__ = [
     "load_config",
     "load_schema",
     "offset_window",
+    "range_consumer",
     "read_ledger",
     "redrive",
     "run_forward",

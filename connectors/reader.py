@@ -10,6 +10,7 @@ gap. Each micro-batch reports, per partition, the span it has fully read.
 from __future__ import annotations
 
 import gc
+import operator
 import time
 from collections import defaultdict
 from collections.abc import Generator, Iterator
@@ -25,6 +26,7 @@ from connectors.errors import BrokerUnavailable
 from connectors.ranges import OffsetRange
 from connectors.table_schema import KAFKA_FIELDS, KAFKA_HEADER, UTC_MICROS
 
+_SECOND = operator.itemgetter(1)  # (timestamp type, timestamp) -> timestamp
 RAW_SCHEMA = pa.schema([*KAFKA_FIELDS, pa.field("value", pa.binary())])
 HEADERS = pa.list_(KAFKA_HEADER)
 
@@ -105,7 +107,10 @@ def _read_batch(
     gc.disable()
     try:
         while open_parts and records < limits.batch_records and size < limits.batch_bytes:
-            want = min(limits.batch_records - records, 10_000)
+            # consume() waits for all it asks for: never ask past the ranges' ends (those
+            # offsets hold records, or partition-EOF events stand in for them)
+            left = sum(ends[p] - position[p] for p in open_parts)
+            want = min(limits.batch_records - records, 10_000, left)
             messages = consumer.consume(want, timeout=limits.poll_timeout)
             if not messages:
                 if time.monotonic() - idle_since > limits.idle_timeout:
@@ -159,26 +164,27 @@ def _without_events(
 def _chunk(
     topic: str, messages: list[Message], ends: dict[int, int], position: dict[int, int]
 ) -> pa.RecordBatch:
-    """Columns of the messages, one comprehension each, cut at each range's end."""
+    """Columns of the messages, one `map` over an unbound method each (the hot loop: ~10 %
+    faster than comprehensions), cut at each range's end."""
     # records (not events) always carry a partition and an offset
-    partitions = cast(list[int], [m.partition() for m in messages])
-    offsets = cast(list[int], [m.offset() for m in messages])
+    partitions = cast(list[int], list(map(Message.partition, messages)))
+    offsets = cast(list[int], list(map(Message.offset, messages)))
     last = dict(zip(partitions, offsets, strict=True))  # offsets rise within a partition
     for p, o in last.items():
         position[p] = min(max(position[p], o + 1), ends[p])
-    headers = [m.headers() for m in messages]
+    headers = list(map(Message.headers, messages))
     n = len(messages)
     chunk = pa.RecordBatch.from_arrays(
         [
             pa.array([topic] * n, pa.string()),
             pa.array(partitions, pa.int32()),
             pa.array(offsets, pa.int64()),
-            pa.array([m.timestamp()[1] for m in messages], pa.int64())
+            pa.array(list(map(_SECOND, map(Message.timestamp, messages))), pa.int64())
             .cast(pa.timestamp("ms", tz="UTC"))
             .cast(UTC_MICROS),
-            pa.array([m.key() for m in messages], pa.binary()),
+            pa.array(list(map(Message.key, messages)), pa.binary()),
             pa.nulls(n, HEADERS) if headers.count(None) == n else pa.array(headers, HEADERS),
-            pa.array([m.value() for m in messages], pa.binary()),
+            pa.array(list(map(Message.value, messages)), pa.binary()),
         ],
         schema=RAW_SCHEMA,
     )
