@@ -35,6 +35,7 @@ from connectors.coverage import (
     status,
 )
 from connectors.dead_letters import RedriveReport, redrive
+from connectors.delta_store import DeltaStore
 from connectors.errors import (
     AccessDenied,
     BrokerUnavailable,
@@ -63,7 +64,7 @@ from connectors.stream import Stream
 from connectors.table_schema import StreamSchema, load_schema
 from connectors.upkeep import UpkeepReport, checkpoint, compact, vacuum
 from connectors.version import __version__
-from connectors.writer import TableWriter
+from connectors.writer import TableWriter, Write, append_rows, replace_window
 
 __all__ = [
     "AccessDenied",
@@ -75,6 +76,7 @@ __all__ = [
     "ConnectionReport",
     "DataError",
     "DecodeError",
+    "DeltaStore",
     "LakeportConfig",
     "LakeportError",
     "Ledger",
@@ -103,7 +105,9 @@ __all__ = [
     "UpkeepReport",
     "UsageError",
     "UserError",
+    "Write",
     "__version__",
+    "append_rows",
     "audit",
     "check_connection",
     "checkpoint",
@@ -118,6 +122,7 @@ __all__ = [
     "range_consumer",
     "read_ledger",
     "redrive",
+    "replace_window",
     "run_forward",
     "run_query",
     "run_time_window",

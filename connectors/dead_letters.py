@@ -23,7 +23,7 @@ from connectors.ranges import OffsetRange
 from connectors.reader import RAW_SCHEMA
 from connectors.retry import retrying
 from connectors.stream import Stream
-from connectors.writer import RACE_BACKOFF, append
+from connectors.writer import RACE_BACKOFF, append_rows
 
 _KEY = ["kafka_partition", "kafka_offset"]
 
@@ -78,7 +78,7 @@ def _redrive_once(stream: Stream, window: list[OffsetRange] | None) -> RedriveRe
             update.move_dead(partition, moved)
         writer.commit(
             update,
-            append(decoded.rows),
+            append_rows(decoded.rows),
             "redrive",
             extra={"lakeport.stream": stream.name, "lakeport.redriven": str(decoded.rows.num_rows)},
         )

@@ -37,7 +37,7 @@ from connectors.ranges import OffsetRange, PartitionMarks
 from connectors.reader import RawBatch, read_ranges
 from connectors.retry import Backoff, retrying
 from connectors.stream import Stream
-from connectors.writer import TableWriter, append
+from connectors.writer import TableWriter, append_rows
 
 log = logging.getLogger("lakeport")
 T = TypeVar("T")
@@ -263,7 +263,7 @@ def _record_unreadable(writer: TableWriter, plan: Plan, report: RunReport) -> No
     update = writer.update()
     for r in unreadable:
         update.mark_lost(r)
-    writer.commit(update, append(writer.store.schema.empty_table()), "retention")
+    writer.commit(update, append_rows(writer.store.schema.empty_table()), "retention")
     report.lost += plan.retention_loss
     report.commits += 1
     if plan.retention_loss:

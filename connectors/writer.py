@@ -40,7 +40,7 @@ _PARQUET = WriterProperties(compression="SNAPPY")
 RACE_BACKOFF = Backoff(attempts=12, deadline_s=60.0)
 
 
-def append(rows: pa.Table) -> Write:
+def append_rows(rows: pa.Table) -> Write:
     """Add `rows` (new columns merge into the schema)."""
 
     def write(table: DeltaTable, properties: CommitProperties) -> None:
@@ -56,7 +56,7 @@ def append(rows: pa.Table) -> Write:
     return write
 
 
-def replace(rows: pa.Table, ranges: list[OffsetRange]) -> Write:
+def replace_window(rows: pa.Table, ranges: list[OffsetRange]) -> Write:
     """Make the window `ranges` hold exactly `rows`, atomically (copy-on-write of its files)."""
 
     def write(table: DeltaTable, properties: CommitProperties) -> None:
@@ -179,7 +179,7 @@ class TableWriter:
         A `replace` swaps the window's rows; any other operation appends them.
         """
         self.replace_dead_letters(spans, dead)
-        write = replace(rows, spans) if operation == "replace" else append(rows)
+        write = replace_window(rows, spans) if operation == "replace" else append_rows(rows)
         return self.commit(update, write, operation, extra)
 
     def replace_dead_letters(self, spans: list[OffsetRange], rows: pa.Table) -> None:
