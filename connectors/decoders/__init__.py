@@ -6,12 +6,20 @@ plus its line in `DECODERS`.
 """
 
 from connectors.config import StreamConfig
-from connectors.decoders.avro import AvroDecoder
 from connectors.decoders.base import Decoded, Decoder, DecoderFactory, per_partition
 from connectors.decoders.json import JsonDecoder
 from connectors.table_schema import StreamSchema
 
-DECODERS: dict[str, DecoderFactory] = {"json": JsonDecoder, "avro": AvroDecoder}
+
+def _avro(schema: StreamSchema, config: StreamConfig) -> Decoder:
+    # Imported on first use: the schema registry client, fastavro and Polars take ~0.3 s to
+    # load, which JSON streams (and every CLI call) need not pay.
+    from connectors.decoders.avro import AvroDecoder
+
+    return AvroDecoder(schema, config)
+
+
+DECODERS: dict[str, DecoderFactory] = {"json": JsonDecoder, "avro": _avro}
 
 __all__ = ["DECODERS", "Decoded", "Decoder", "decoder_for", "per_partition"]
 
