@@ -23,10 +23,16 @@ from connectors.coverage import (
     AuditResult,
     PartitionStatus,
     StreamStatus,
+    Window,
+    WindowCoverage,
+    WindowState,
     audit,
+    covered_windows,
     dead_letters_since,
+    first_record_time,
     last_ingest,
     status,
+    window_coverage,
 )
 from connectors.dead_letters import RedriveReport, redrive
 from connectors.errors import (
@@ -95,6 +101,9 @@ __all__ = [
     "UpkeepReport",
     "UsageError",
     "UserError",
+    "Window",
+    "WindowCoverage",
+    "WindowState",
     "__version__",
     "audit",
     "check_connection",
@@ -102,7 +111,9 @@ __all__ = [
     "client_settings",
     "compact",
     "config_path",
+    "covered_windows",
     "dead_letters_since",
+    "first_record_time",
     "last_ingest",
     "load_config",
     "load_schema",
@@ -115,4 +126,5 @@ __all__ = [
     "run_window",
     "status",
     "vacuum",
+    "window_coverage",
 ]
