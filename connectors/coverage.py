@@ -11,7 +11,7 @@ when the ledger handles every offset whose record timestamp falls in it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import duckdb
@@ -24,6 +24,7 @@ from connectors.errors import LakeportError
 from connectors.kafka_client import offsets_at, open_consumer, partition_marks
 from connectors.ledger import Ledger, PartitionLedger, read_ledger
 from connectors.ranges import OffsetRange, PartitionMarks, Spans
+from connectors.reader import read_ranges
 from connectors.stream import Stream
 
 
@@ -381,11 +382,12 @@ def _per_window(
     return result
 
 
-def first_record_time(stream: Stream) -> datetime | None:
-    """The earliest record timestamp the table (or its dead letters) holds, from file statistics.
+def first_record_time(stream: Stream, ask_broker: bool = True) -> datetime | None:
+    """The earliest record timestamp of the stream: from the table's file statistics, else
+    (a stream not ingested yet) from the first record of each partition on the broker.
 
-    Reads only the Delta log, never the broker: orchestrators call it while loading
-    definitions, which must not depend on a reachable Kafka cluster.
+    Orchestrators call this while loading definitions: once the table exists it reads only
+    the Delta log, never the broker; with `ask_broker=False` it never contacts the broker.
     """
     earliest: list[datetime] = []
     for store in (stream.table, stream.dead_letters):
@@ -395,6 +397,18 @@ def first_record_time(stream: Stream) -> datetime | None:
         stats = pa.table(table.get_add_actions(flatten=True))
         if "min.kafka_timestamp" in stats.column_names:
             first = pc.min(stats["min.kafka_timestamp"]).as_py()
+            if first is not None:
+                earliest.append(first)
+    if earliest or not ask_broker:
+        return min(earliest, default=None)
+    with open_consumer(stream.connection, stream.group_id) as consumer:
+        marks = partition_marks(consumer, stream.topic)
+        heads = [
+            OffsetRange(p, m.low, m.low + 1) for p, m in sorted(marks.items()) if m.high > m.low
+        ]
+        limits = replace(stream.limits(), idle_timeout=min(stream.limits().idle_timeout, 5.0))
+        for batch in read_ranges(consumer, stream.topic, heads, limits):
+            first = pc.min(batch.records["kafka_timestamp"]).as_py()
             if first is not None:
                 earliest.append(first)
     return min(earliest, default=None)
