@@ -219,6 +219,9 @@ class WindowState:
     lost: tuple[OffsetRange, ...] = ()
 
 
+UNTOUCHED_SPLIT = 64
+
+
 def covered_windows(
     ledger: Ledger, bound: Callable[[datetime], dict[int, int]], windows: Sequence[Window]
 ) -> list[WindowState]:
@@ -226,9 +229,11 @@ def covered_windows(
 
     `bound(t)` gives, per partition, the first offset whose timestamp is at or after `t` (the
     high watermark when there is none), i.e. `offsets_for_times`. Consecutive windows are
-    judged together and split only where coverage changes, so a long run of complete (or of
-    never-read) windows costs two look-ups instead of one per window; a block that the ledger
-    does not touch at all is incomplete as a whole, including any empty window inside it.
+    judged together and split only where coverage changes, so a long run of complete windows
+    costs two look-ups instead of one per window. A block the ledger does not touch at all is
+    split only while it is short (`UNTOUCHED_SPLIT` windows): beyond that it is incomplete as
+    a whole, including any empty window inside it, which keeps the cost of a long never-read
+    history bounded (those empty windows complete with their neighbours).
     """
     states: list[WindowState] = []
 
@@ -248,7 +253,7 @@ def covered_windows(
             return [WindowState(True)] * len(block)
         if len(block) == 1:
             return [WindowState(not missing, tuple(lost))]
-        if not touched:
+        if not touched and len(block) > UNTOUCHED_SPLIT:
             return [WindowState(False)] * len(block)
         middle = len(block) // 2
         return judge(block[:middle]) + judge(block[middle:])

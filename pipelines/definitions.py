@@ -58,7 +58,7 @@ def build_definitions(
         jobs.append(ingest)
         if automation == "schedule":
             schedules.append(ingest_schedule(stream.config.schedule, ingest))
-            sensors.append(lag_sensor(name, stream, ingest))
+            sensors.append(lag_sensor(name, key, stream, ingest))
         sensors.append(ledger_sensor(name, key, partitions))
         upkeep = upkeep_job(name, key)
         jobs.append(upkeep)

@@ -74,13 +74,17 @@ def ingest_schedule(cron: str, job: JobDefinition) -> ScheduleDefinition:
     )
 
 
-def lag_sensor(name: str, stream: Stream, job: JobDefinition) -> SensorDefinition:
+def lag_sensor(name: str, key: AssetKey, stream: Stream, job: JobDefinition) -> SensorDefinition:
     """Starts an ingestion between schedule ticks when the stream falls `max_lag_records` behind."""
     threshold = stream.config.max_lag_records
 
     # By job name: a sensor holding the job object trips a beta warning in Dagster 1.13 when
     # Definitions binds resources to it.
-    @sensor(name=f"{job.name}_lag_sensor", job_name=job.name, minimum_interval_seconds=60)
+    @sensor(
+        name=f"{key.to_python_identifier()}_lag_sensor",
+        job_name=job.name,
+        minimum_interval_seconds=60,
+    )
     def lagging(lakeport: LakeportResource) -> RunRequest | SkipReason:
         lag = sum(p.lag or 0 for p in status(lakeport.stream(name)).partitions)
         if lag <= threshold:
