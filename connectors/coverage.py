@@ -236,9 +236,15 @@ def covered_windows(
     history bounded (those empty windows complete with their neighbours).
     """
     states: list[WindowState] = []
+    known: dict[datetime, dict[int, int]] = {}
+
+    def at(when: datetime) -> dict[int, int]:
+        if when not in known:
+            known[when] = bound(when)
+        return known[when]
 
     def judge(block: Sequence[Window]) -> list[WindowState]:
-        lo, hi = bound(block[0][0]), bound(block[-1][1])
+        lo, hi = at(block[0][0]), at(block[-1][1])
         missing: list[OffsetRange] = []
         lost: list[OffsetRange] = []
         touched = False
@@ -300,16 +306,12 @@ def window_coverage(stream: Stream, windows: Sequence[Window]) -> list[WindowCov
         return []
     with open_consumer(stream.connection, stream.group_id) as consumer:
         marks = partition_marks(consumer, stream.topic)
-        cache: dict[datetime, dict[int, int]] = {}
 
         def bound(when: datetime) -> dict[int, int]:
-            if when not in cache:
-                found = offsets_at(consumer, stream.topic, sorted(marks), when)
-                cache[when] = {
-                    p: m.high if (offset := found.get(p)) is None else offset
-                    for p, m in marks.items()
-                }
-            return cache[when]
+            found = offsets_at(consumer, stream.topic, sorted(marks), when)
+            return {
+                p: m.high if (offset := found.get(p)) is None else offset for p, m in marks.items()
+            }
 
         states = covered_windows(ledger, bound, windows)
     done = [w for w, state in zip(windows, states, strict=True) if state.complete]
