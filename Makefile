@@ -28,8 +28,8 @@ install: $(STAMP) $(JARS)
 ## Run the main job on the embedded default: local broker, sample Upvest events, ./lakehouse
 demo: install
 	$(BIN)/lakeport broker start --port 19092
-	$(BIN)/lakeport produce-sample --stream notifications --count 20000 --awkward 0.002
-	$(BIN)/lakeport produce-sample --stream prices --kind prices --count 5000
+	$(BIN)/lakeport produce-sample --stream notifications --count 20000 --awkward 0.002 --hours-ago 4
+	$(BIN)/lakeport produce-sample --stream prices --kind prices --count 5000 --hours-ago 4
 	mkdir -p .lakeport/dagster-home && cp dev/dagster/dagster.yaml .lakeport/dagster-home/
 	DAGSTER_HOME=$(CURDIR)/.lakeport/dagster-home $(BIN)/python -m dev.demo
 	$(BIN)/lakeport query "PIVOT (SELECT category, 'p' || kafka_partition AS p FROM notifications) ON p USING count(*) GROUP BY category ORDER BY category"

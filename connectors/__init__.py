@@ -29,10 +29,16 @@ from connectors.coverage import (
     AuditResult,
     PartitionStatus,
     StreamStatus,
+    Window,
+    WindowCoverage,
+    WindowState,
     audit,
+    covered_windows,
     dead_letters_since,
+    first_record_time,
     last_ingest,
     status,
+    window_coverage,
 )
 from connectors.dead_letters import RedriveReport, redrive
 from connectors.delta_store import DeltaStore
@@ -105,6 +111,9 @@ __all__ = [
     "UpkeepReport",
     "UsageError",
     "UserError",
+    "Window",
+    "WindowCoverage",
+    "WindowState",
     "Write",
     "__version__",
     "append_rows",
@@ -114,7 +123,9 @@ __all__ = [
     "client_settings",
     "compact",
     "config_path",
+    "covered_windows",
     "dead_letters_since",
+    "first_record_time",
     "last_ingest",
     "load_config",
     "load_schema",
@@ -129,4 +140,5 @@ __all__ = [
     "run_window",
     "status",
     "vacuum",
+    "window_coverage",
 ]

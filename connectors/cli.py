@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 
@@ -113,11 +113,15 @@ def cmd_produce_sample(args: argparse.Namespace) -> int:
     price_events, produce_sample = samples.price_events, samples.produce_sample
     config = _config(args)
     stream = config.stream(args.stream)
+    start = None
+    if args.hours_ago is not None:  # recent events: Dagster shows a few windows, not months
+        hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        start = hour - timedelta(hours=args.hours_ago)
     if args.kind == "prices":
-        records = price_events(args.count, seed=args.seed)
+        records = price_events(args.count, seed=args.seed, start=start)
     else:
         awkward = Awkward.all(args.awkward) if args.awkward else Awkward()
-        records = notification_events(args.count, seed=args.seed, awkward=awkward)
+        records = notification_events(args.count, seed=args.seed, awkward=awkward, start=start)
     report = produce_sample(
         client_settings(config.connections[stream.connection]),
         stream.topic,
@@ -292,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--seed", type=int, default=7)
     produce.add_argument("--partitions", type=int, default=6)
     produce.add_argument("--awkward", type=float, default=0.0, help="rate of every awkward case")
+    produce.add_argument(
+        "--hours-ago",
+        type=int,
+        help="first event this many hours before the current hour (default: 2026-01-05 08:00)",
+    )
 
     ingest = command("ingest", cmd_ingest, "land new records of a stream (or all streams)")
     ingest.add_argument("--stream")

@@ -80,7 +80,7 @@ class StreamConfig(_Strict):
     idle_timeout_seconds: float = Field(default=30.0, gt=0)
     replan_timeout_seconds: float = Field(default=300.0, gt=0)
     time_partitions: Literal["hourly", "daily"] = "hourly"
-    time_partitions_start: str = "2026-01-01"
+    time_partitions_start: str | None = None  # ISO date or time; default: the first record
     schedule: str = "*/5 * * * *"
     max_lag_records: int = Field(default=100_000, ge=0)
     freshness_minutes: float = Field(default=30, gt=0)

@@ -3,22 +3,28 @@
 `status` reads only the table's log (plus the broker's watermarks when reachable): covered
 spans, spans lost to retention, missing spans, frontier and lag. `audit` also scans the data:
 no (partition, offset) twice, no row outside the covered spans, and per partition as many
-rows (table + dead letters) as the ledger recorded.
+rows (table + dead letters) as the ledger recorded. `window_coverage` answers the same
+question per time window (what an orchestrator shows as partitions): a window is complete
+when the ledger handles every offset whose record timestamp falls in it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
+from deltalake import DeltaTable
 
 from connectors.errors import LakeportError
-from connectors.kafka_client import open_consumer, partition_marks
+from connectors.kafka_client import offsets_at, open_consumer, partition_marks
 from connectors.ledger import Ledger, PartitionLedger, read_ledger
-from connectors.ranges import PartitionMarks, Spans
+from connectors.ranges import OffsetRange, PartitionMarks, Spans
+from connectors.reader import read_ranges
 from connectors.stream import Stream
 
 
@@ -199,3 +205,217 @@ def last_ingest(stream: Stream, look_back: int = 100) -> datetime | None:
         if "lakeport.operation" in entry:
             return datetime.fromtimestamp(entry["timestamp"] / 1000, UTC)
     return None
+
+
+Window = tuple[datetime, datetime]
+"""A half-open time window [start, end) of record timestamps."""
+
+
+@dataclass(frozen=True)
+class WindowState:
+    """Whether the ledger handles every offset of a window, and which of them were lost."""
+
+    complete: bool
+    lost: tuple[OffsetRange, ...] = ()
+
+
+UNTOUCHED_SPLIT = 64
+
+
+def covered_windows(
+    ledger: Ledger, bound: Callable[[datetime], dict[int, int]], windows: Sequence[Window]
+) -> list[WindowState]:
+    """Per window: complete when every offset in [bound(start), bound(end)) is covered or lost.
+
+    `bound(t)` gives, per partition, the first offset whose timestamp is at or after `t` (the
+    high watermark when there is none), i.e. `offsets_for_times`. Consecutive windows are
+    judged together and split only where coverage changes, so a long run of complete windows
+    costs two look-ups instead of one per window. A block the ledger does not touch at all is
+    split only while it is short (`UNTOUCHED_SPLIT` windows): beyond that it is incomplete as
+    a whole, including any empty window inside it, which keeps the cost of a long never-read
+    history bounded (those empty windows complete with their neighbours).
+    """
+    states: list[WindowState] = []
+    known: dict[datetime, dict[int, int]] = {}
+
+    def at(when: datetime) -> dict[int, int]:
+        if when not in known:
+            known[when] = bound(when)
+        return known[when]
+
+    def judge(block: Sequence[Window]) -> list[WindowState]:
+        lo, hi = at(block[0][0]), at(block[-1][1])
+        missing: list[OffsetRange] = []
+        lost: list[OffsetRange] = []
+        touched = False
+        for p in sorted(lo):
+            start, end = lo[p], max(lo[p], hi.get(p, lo[p]))
+            part = ledger.partition(p)
+            span = Spans.of([(start, end)])
+            missing += [OffsetRange(p, s, e) for s, e in span.minus(part.handled)]
+            lost += [OffsetRange(p, s, e) for s, e in span.intersect(part.lost)]
+            touched |= span.overlaps(part.handled)
+        if not missing and not lost:
+            return [WindowState(True)] * len(block)
+        if len(block) == 1:
+            return [WindowState(not missing, tuple(lost))]
+        if not touched and len(block) > UNTOUCHED_SPLIT:
+            return [WindowState(False)] * len(block)
+        middle = len(block) // 2
+        return judge(block[:middle]) + judge(block[middle:])
+
+    run: list[Window] = []
+    for window in windows:
+        if run and run[-1][1] != window[0]:
+            states += judge(run)
+            run = []
+        run.append(window)
+    if run:
+        states += judge(run)
+    return states
+
+
+@dataclass(frozen=True)
+class WindowCoverage:
+    """One time window as the ledger sees it, with what the table holds of it."""
+
+    start: datetime
+    end: datetime
+    complete: bool
+    lost: tuple[OffsetRange, ...]
+    rows: int
+    dead: int
+    ranges: tuple[OffsetRange, ...]
+    """Per partition, from the window's first to its last offset in the table or dead letters."""
+    table_version: int | None
+
+    @property
+    def records(self) -> int:
+        return self.rows + self.dead
+
+
+def window_coverage(stream: Stream, windows: Sequence[Window]) -> list[WindowCoverage]:
+    """Which closed windows the ledger covers completely, with their rows, dead letters and ranges.
+
+    The ledger is read before the broker is asked, so a record produced meanwhile can only make
+    a window look incomplete, never complete. Windows must be sorted and of equal length.
+    """
+    table = stream.table.open_existing()
+    ledger = read_ledger(table, stream.topic) if table else Ledger(stream.topic)
+    if not windows:
+        return []
+    with open_consumer(stream.connection, stream.group_id) as consumer:
+        marks = partition_marks(consumer, stream.topic)
+
+        def bound(when: datetime) -> dict[int, int]:
+            found = offsets_at(consumer, stream.topic, sorted(marks), when)
+            return {
+                p: m.high if (offset := found.get(p)) is None else offset for p, m in marks.items()
+            }
+
+        states = covered_windows(ledger, bound, windows)
+    done = [w for w, state in zip(windows, states, strict=True) if state.complete]
+    dead_table = stream.dead_letters.open_existing()
+    rows = _per_window(table, done)
+    dead = _per_window(dead_table, done)
+    result = []
+    for window, state in zip(windows, states, strict=True):
+        held, failed = rows.get(window[0], {}), dead.get(window[0], {})
+        both = [*held.items(), *failed.items()]
+        ranges = tuple(
+            OffsetRange(
+                p,
+                min(lo for q, (_, lo, _) in both if q == p),
+                1 + max(hi for q, (_, _, hi) in both if q == p),
+            )
+            for p in sorted(set(held) | set(failed))
+        )
+        result.append(
+            WindowCoverage(
+                window[0],
+                window[1],
+                state.complete,
+                state.lost,
+                sum(n for n, _, _ in held.values()),
+                sum(n for n, _, _ in failed.values()),
+                ranges,
+                ledger.table_version,
+            )
+        )
+    return result
+
+
+def _per_window(
+    table: DeltaTable | None, windows: Sequence[Window]
+) -> dict[datetime, dict[int, tuple[int, int, int]]]:
+    """Rows per window and partition: (count, first offset, last offset), by record timestamp."""
+    if table is None or not windows:
+        return {}
+    origin, width = windows[0][0], windows[0][1] - windows[0][0]
+    step = int(width.total_seconds() * 1_000_000)
+    scanner = table.to_pyarrow_dataset().scanner(
+        columns=["kafka_partition", "kafka_offset", "kafka_timestamp"],
+        filter=(ds.field("kafka_timestamp") >= origin)
+        & (ds.field("kafka_timestamp") < windows[-1][1]),
+    )
+    parts = []
+    for batch in scanner.to_batches():
+        micros = pc.subtract(
+            batch["kafka_timestamp"].cast(pa.int64()), int(origin.timestamp() * 1_000_000)
+        )
+        parts.append(
+            pa.table(
+                {
+                    "w": pc.divide(micros, step),
+                    "p": batch["kafka_partition"],
+                    "o": batch["kafka_offset"],
+                }
+            )
+            .group_by(["w", "p"])
+            .aggregate([("o", "count"), ("o", "min"), ("o", "max")])
+        )
+    if not parts:
+        return {}
+    totals = (
+        pa.concat_tables(parts)
+        .group_by(["w", "p"])
+        .aggregate([("o_count", "sum"), ("o_min", "min"), ("o_max", "max")])
+    )
+    starts = {int((w[0] - origin) / width): w[0] for w in windows}
+    result: dict[datetime, dict[int, tuple[int, int, int]]] = {}
+    for w, p, n, lo, hi in zip(*(totals[c].to_pylist() for c in totals.column_names), strict=True):
+        if w in starts:
+            result.setdefault(starts[w], {})[p] = (n, lo, hi)
+    return result
+
+
+def first_record_time(stream: Stream, ask_broker: bool = True) -> datetime | None:
+    """The earliest record timestamp of the stream: from the table's file statistics, else
+    (a stream not ingested yet) from the first record of each partition on the broker.
+
+    Orchestrators call this while loading definitions: once the table exists it reads only
+    the Delta log, never the broker; with `ask_broker=False` it never contacts the broker.
+    """
+    earliest: list[datetime] = []
+    for store in (stream.table, stream.dead_letters):
+        table = store.open_existing()
+        if table is None:
+            continue
+        stats = pa.table(table.get_add_actions(flatten=True))
+        if "min.kafka_timestamp" in stats.column_names:
+            first = pc.min(stats["min.kafka_timestamp"]).as_py()
+            if first is not None:
+                earliest.append(first)
+    if earliest or not ask_broker:
+        return min(earliest, default=None)
+    with open_consumer(stream.connection, stream.group_id) as consumer:
+        marks = partition_marks(consumer, stream.topic)
+        heads = [
+            OffsetRange(p, m.low, m.low + 1) for p, m in sorted(marks.items()) if m.high > m.low
+        ]
+        limits = replace(stream.limits(), idle_timeout=min(stream.limits().idle_timeout, 5.0))
+        for batch in read_ranges(consumer, stream.topic, heads, limits):
+            first = pc.min(batch.records["kafka_timestamp"]).as_py()
+            if first is not None:
+                earliest.append(first)
+    return min(earliest, default=None)

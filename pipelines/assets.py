@@ -1,63 +1,92 @@
-"""One Dagster asset per configured stream: its Delta table, partitioned by time windows.
+"""One Dagster asset per configured stream: its Delta table, partitioned by closed time windows.
 
-Materializing a past window re-reads the offsets its time window maps to and swaps them in
-atomically (`replace`), so a Dagster backfill of any partition range is the way to re-ingest
-history, and running it twice gives the same table. Materializing the window that contains
-"now" (what the schedule does) runs forward ingestion up to the high watermark instead.
+A partition is materialized when the ledger covers its window completely (every offset whose
+record timestamp falls in it is landed, dead-lettered or recorded as lost), whoever did the
+work: the forward ingestion job, a backfill of the asset, or a `lakeport` command seen by the
+ledger sensor. So the partitions shown as missing are exactly the windows a backfill has to
+read, and the open window never shows as materialized.
 
-Backfills run as one run per range (`BackfillPolicy.single_run()`): one plan, one consumer and
-one sequence of micro-batch commits for the whole range, instead of N runs that would contend
-for the same partitions' ledger fence and each pay the per-run start-up.
+Materializing partitions of the asset (a backfill) reads the offsets their time windows map to:
+only what the ledger lacks (`fill`, the default) or everything, swapped in atomically
+(`replace`, in the launchpad's config). A backfill runs as one run per range
+(`BackfillPolicy.single_run()`): one plan, one consumer and one sequence of commits for the
+whole range instead of N runs contending for the same partitions' ledger fence.
 """
 
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
+    AssetMaterialization,
+    AssetObservation,
     AssetsDefinition,
+    AssetSpec,
     BackfillPolicy,
+    BetaWarning,
+    Config,
+    DagsterInstance,
     DailyPartitionsDefinition,
     HourlyPartitionsDefinition,
-    MaterializeResult,
     MetadataValue,
     RetryRequested,
-    TableColumn,
-    TableSchema,
     TimeWindowPartitionsDefinition,
-    asset,
+    multi_asset,
 )
 
 from connectors import (
+    LakeportError,
     RunReport,
-    StreamConfig,
-    StreamSchema,
+    Stream,
     TransientError,
-    run_forward,
+    WindowCoverage,
+    first_record_time,
     run_time_window,
+    window_coverage,
 )
+from pipelines.checks import check_specs, evaluate
 from pipelines.resources import LakeportResource
+from pipelines.translator import LakeportStreamProps, LakeportTranslator
+
+log = logging.getLogger("lakeport")
 
 
-def partitions_for(stream: StreamConfig) -> TimeWindowPartitionsDefinition:
-    """Time windows of the stream, including the current (still open) one."""
+def partitions_for(stream: Stream) -> TimeWindowPartitionsDefinition:
+    """Closed time windows of the stream, from `time_partitions_start` or its first record.
+
+    Without a configured start, the first record's time comes from the table's file statistics
+    (no broker needed to load definitions); before the first ingest that is the current window,
+    so the asset shows partitions from the first record on once the code location reloads.
+    """
     kind = (
         HourlyPartitionsDefinition
-        if stream.time_partitions == "hourly"
+        if stream.config.time_partitions == "hourly"
         else DailyPartitionsDefinition
     )
-    start = stream.time_partitions_start
-    if stream.time_partitions == "hourly" and len(start) == 10:
-        start += "-00:00"
-    return kind(start_date=start, end_offset=1, timezone="UTC")
-
-
-def table_schema_metadata(schema: StreamSchema) -> TableSchema:
-    return TableSchema(columns=[TableColumn(f.name, str(f.type)) for f in schema.arrow])
+    configured = stream.config.time_partitions_start
+    if configured:
+        start = datetime.fromisoformat(configured).replace(tzinfo=UTC)
+    else:
+        try:
+            start = first_record_time(stream) or datetime.now(UTC)
+        except LakeportError as exc:
+            log.warning("stream %s: partitions start now (%s)", stream.name, exc)
+            start = datetime.now(UTC)
+    if kind is DailyPartitionsDefinition:
+        start = start.replace(hour=0)
+    return kind(
+        start_date=start.replace(minute=0, second=0, microsecond=0),
+        end_offset=0,
+        timezone="UTC",
+    )
 
 
 def run_metadata(report: RunReport) -> dict[str, Any]:
-    """Materialization metadata: what the run landed, where, and how fast."""
+    """What a run landed, where, and how fast (an observation of the table)."""
     per_partition: dict[str, list[str]] = {}
     for r in report.ranges:
         per_partition.setdefault(str(r.partition), []).append(f"[{r.start},{r.end})")
@@ -79,44 +108,153 @@ def run_metadata(report: RunReport) -> dict[str, Any]:
     }
 
 
-def stream_asset(name: str, stream: StreamConfig, schema: StreamSchema) -> AssetsDefinition:
-    """The asset of one stream (factory: one per entry of the config's `streams`)."""
-
-    @asset(
-        name=stream.table,
-        group_name="lakeport",
-        kinds={"kafka", "delta"},
-        description=stream.description or f"Kafka topic {stream.topic!r} landed as a Delta table.",
-        owners=stream.owners,
-        tags=stream.tags,
+def window_event(
+    key: AssetKey, partition: str, window: WindowCoverage, by: str
+) -> AssetMaterialization:
+    """A completed window as a partition materialization, with what the table holds of it."""
+    lost = sum(len(r) for r in window.lost)
+    return AssetMaterialization(
+        asset_key=key,
+        partition=partition,
+        description=f"complete; {lost} offsets lost to retention" if lost else "complete",
         metadata={
-            "dagster/column_schema": table_schema_metadata(schema),
-            "kafka_topic": stream.topic,
-            "lakeport_stream": name,
+            "dagster/row_count": window.rows,
+            "records": window.records,
+            "dead_letters": window.dead,
+            "offset_ranges": MetadataValue.json(
+                {str(r.partition): [r.start, r.end] for r in window.ranges}
+            ),
+            "lost_offsets": lost,
+            "lost_to_retention": MetadataValue.json([str(r) for r in window.lost]),
+            "delta_version": window.table_version,
+            "completed_by": by,
         },
-        partitions_def=partitions_for(stream),
-        backfill_policy=BackfillPolicy.single_run(),
-        pool=f"lakeport_{name}",
+        tags={"lakeport/retention_loss": "true"} if lost else None,
     )
-    def ingest(
-        context: AssetExecutionContext, lakeport: LakeportResource
-    ) -> MaterializeResult[None]:
-        engine = lakeport.stream(name)
-        window = context.partition_time_window
-        try:
-            if window.end > datetime.now(UTC):
-                report = run_forward(engine)
-            else:
-                report = run_time_window(engine, window.start, window.end, "replace")
-        except TransientError as exc:
-            # Broker, storage or registry away, after the engine's own bounded retries: a later
-            # attempt of the same run is safe (every commit is fenced by the ledger).
-            context.log.warning(f"{name}: {exc}; asking Dagster to retry the run")
-            raise RetryRequested(max_retries=2, seconds_to_wait=30) from exc
-        context.log.info(
-            f"{name}: {report.mode} landed {report.records} records and {report.dead} dead"
-            f" letters in {report.commits} commits ({report.seconds:.2f} s)"
-        )
-        return MaterializeResult(metadata=run_metadata(report))
 
-    return ingest
+
+def completed_windows(
+    stream: Stream,
+    key: AssetKey,
+    partitions: TimeWindowPartitionsDefinition,
+    by: str,
+    instance: DagsterInstance | None = None,
+    keys: Sequence[str] | None = None,
+) -> list[AssetMaterialization]:
+    """Materializations of the windows the ledger now covers completely.
+
+    Looks at `keys`, or else at every closed window the instance does not show as materialized
+    yet (so each window is reported once, whoever completed it).
+    """
+    if keys is None:
+        assert instance is not None
+        done = instance.get_materialized_partitions(key)
+        keys = [k for k in partitions.get_partition_keys() if k not in done]
+    windows = [partitions.time_window_for_partition_key(k) for k in keys]
+    coverage = window_coverage(stream, [(w.start, w.end) for w in windows])
+    return [
+        window_event(key, k, window, by)
+        for k, window in zip(keys, coverage, strict=True)
+        if window.complete
+    ]
+
+
+def span(events: list[AssetMaterialization]) -> str:
+    """`3 windows complete (2026-01-05-08:00 .. 2026-01-05-10:00)`, or `no window complete`."""
+    keys = sorted(e.partition or "" for e in events)
+    if not keys:
+        return "no window complete"
+    return f"{len(keys)} windows complete ({keys[0]} .. {keys[-1]})"
+
+
+class BackfillConfig(Config):
+    """How a backfill reads its windows."""
+
+    mode: Literal["fill", "replace"] = "fill"
+    """`fill` reads only offsets the ledger lacks; `replace` re-reads the windows and swaps them
+    in atomically (after a decoder or schema fix)."""
+
+
+def retry_later(context: Any, name: str, exc: TransientError) -> RetryRequested:
+    """Broker, storage or registry away after the engine's own bounded retries: a later attempt
+    of the same run is safe (every commit is fenced by the ledger)."""
+    context.log.warning(f"{name}: {exc}; asking Dagster to retry the run")
+    return RetryRequested(max_retries=2, seconds_to_wait=30)
+
+
+def stream_asset(name: str, stream: Stream, spec: AssetSpec) -> AssetsDefinition:
+    """The asset of one stream, with its checks (factory: one per configured stream)."""
+    partitions = partitions_for(stream)
+    with warnings.catch_warnings():
+        # The single-run policy is what makes a range backfill one plan and one consumer
+        # (measured in benchmarks/backfill_policy.py); Dagster still labels it beta.
+        warnings.simplefilter("ignore", BetaWarning)
+        policy = BackfillPolicy.single_run()
+
+    @multi_asset(
+        name=f"{spec.key.to_python_identifier()}_windows",
+        specs=[spec.replace_attributes(skippable=True, partitions_def=partitions)],
+        check_specs=check_specs(spec.key),
+        partitions_def=partitions,
+        backfill_policy=policy,
+        pool=f"lakeport_{name}",
+        can_subset=True,
+    )
+    def windows(
+        context: AssetExecutionContext, config: BackfillConfig, lakeport: LakeportResource
+    ) -> Iterator[Any]:
+        engine = lakeport.stream(name)
+        if spec.key in context.selected_asset_keys:
+            window = context.partition_time_window
+            try:
+                report = run_time_window(engine, window.start, window.end, config.mode)
+            except TransientError as exc:
+                raise retry_later(context, name, exc) from exc
+            context.log_event(AssetObservation(asset_key=spec.key, metadata=run_metadata(report)))
+            keys = context.partition_keys
+            events = completed_windows(
+                engine, spec.key, partitions, f"backfill ({config.mode})", keys=keys
+            )
+            for event in events:
+                context.log_event(event)
+            context.log.info(
+                f"{name}: {config.mode} of {len(keys)} windows read {report.records} records and"
+                f" {report.dead} dead letters; {span(events)}"
+            )
+            incomplete = sorted(set(keys) - {e.partition for e in events if e.partition})
+            if incomplete:
+                context.log.warning(f"{name}: windows still incomplete: {', '.join(incomplete)}")
+        yield from evaluate(engine, spec.key, context.selected_asset_check_keys)
+
+    return windows
+
+
+def lakeport_assets(
+    lakeport: LakeportResource,
+    *,
+    translator: LakeportTranslator | None = None,
+    streams: Sequence[str] | None = None,
+) -> list[AssetsDefinition]:
+    """The assets of a `lakeport.yaml`'s streams (all, or the named ones), usable in any project.
+
+    Bind the same resource as `lakeport` in your `Definitions`; `build_definitions` adds it
+    together with the ingestion jobs, schedules and sensors.
+    """
+    return [asset for _, _, asset in stream_assets(lakeport, translator, streams)]
+
+
+def stream_assets(
+    lakeport: LakeportResource,
+    translator: LakeportTranslator | None,
+    streams: Sequence[str] | None,
+) -> list[tuple[Stream, AssetSpec, AssetsDefinition]]:
+    """(stream, its asset spec, its asset) per selected stream."""
+    translate = translator or LakeportTranslator()
+    config = lakeport.config()
+    result = []
+    for name in streams or list(config.streams):
+        stream = Stream.from_config(config, name)
+        props = LakeportStreamProps(name, stream.config, stream.schema, stream.table.uri)
+        spec = translate.get_asset_spec(props)
+        result.append((stream, spec, stream_asset(name, stream, spec)))
+    return result

@@ -1,37 +1,72 @@
-"""Builds the Dagster definitions from lakeport's configuration file: one set per stream."""
+"""Everything lakeport puts into Dagster for a `lakeport.yaml`: one set of definitions per stream."""
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
-from dagster import Definitions
+from dagster import AutomationCondition, Definitions, TimeWindowPartitionsDefinition
 
-from connectors import config_path, load_config, load_schema
-from pipelines.assets import stream_asset
-from pipelines.checks import stream_checks
+from connectors import config_path
+from pipelines.assets import stream_assets
 from pipelines.resources import LakeportResource
-from pipelines.schedules import ingest_job, ingest_schedule, lag_sensor, upkeep_schedule
+from pipelines.schedules import (
+    ingest_job,
+    ingest_schedule,
+    lag_sensor,
+    ledger_sensor,
+    upkeep_schedule,
+)
+from pipelines.translator import LakeportTranslator
 from pipelines.upkeep import upkeep_job
 
+Automation = Literal["schedule", "condition"]
 
-def build_definitions(path: str | Path | None = None) -> Definitions:
-    """Assets, checks, schedules and upkeep jobs for every stream of the config file."""
-    file = config_path(path).resolve()
-    config = load_config(file)
-    assets, checks, schedules, sensors, jobs = [], [], [], [], []
-    for name, stream in config.streams.items():
-        asset = stream_asset(name, stream, load_schema(config.schema_path(stream)))
+
+def build_definitions(
+    config: str | Path | LakeportResource | None = None,
+    *,
+    translator: LakeportTranslator | None = None,
+    streams: Sequence[str] | None = None,
+    automation: Automation = "schedule",
+) -> Definitions:
+    """Assets with their checks, ingestion and upkeep jobs, schedules and sensors per stream.
+
+    `config` is a path (default: `$LAKEPORT_CONFIG` or `./lakeport.yaml`) or a
+    `LakeportResource` (e.g. with `EnvVar` secrets). `automation="schedule"` runs forward
+    ingestion on each stream's cron; `"condition"` instead gives each asset
+    `AutomationCondition.on_missing()`: every window is read (a `fill`) as soon as it closes,
+    by Dagster's automation sensor.
+    """
+    lakeport = (
+        config
+        if isinstance(config, LakeportResource)
+        else LakeportResource(config_path=str(config_path(config).resolve()))
+    )
+    assets, schedules, sensors, jobs = [], [], [], []
+    for stream, spec, asset in stream_assets(lakeport, translator, streams):
+        name, key = stream.name, spec.key
+        partitions = asset.partitions_def
+        assert isinstance(partitions, TimeWindowPartitionsDefinition)
+        if automation == "condition":
+            asset = asset.map_asset_specs(
+                lambda s: s.replace_attributes(
+                    automation_condition=AutomationCondition.on_missing()
+                )
+            )
         assets.append(asset)
-        checks += stream_checks(name, stream)
-        ingest = ingest_job(name, stream, asset)
-        schedules.append(ingest_schedule(name, stream, ingest))
-        sensors.append(lag_sensor(name, stream, ingest))
-        upkeep = upkeep_job(name, stream.table)
+        ingest = ingest_job(name, key, partitions)
+        jobs.append(ingest)
+        if automation == "schedule":
+            schedules.append(ingest_schedule(stream.config.schedule, ingest))
+            sensors.append(lag_sensor(name, key, stream, ingest))
+        sensors.append(ledger_sensor(name, key, partitions))
+        upkeep = upkeep_job(name, key)
         jobs.append(upkeep)
         schedules.append(upkeep_schedule(upkeep))
     return Definitions(
         assets=assets,
-        asset_checks=checks,
         schedules=schedules,
         sensors=sensors,
         jobs=jobs,
-        resources={"lakeport": LakeportResource(config_path=str(file))},
+        resources={"lakeport": lakeport},
     )

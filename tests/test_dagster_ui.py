@@ -25,7 +25,9 @@ QUERY = """
     assetChecksOrError { ... on AssetChecks { checks { name } } }
   }
   repositoriesOrError {
-    ... on RepositoryConnection { nodes { name schedules { name cronSchedule } } }
+    ... on RepositoryConnection {
+      nodes { name schedules { name cronSchedule } sensors { name } }
+    }
   }
 }
 """
@@ -118,4 +120,6 @@ def test_webserver_lists_stream_assets_checks_schedules_and_partitions(
         for s in repo["schedules"]
     }
     assert schedules.get("events_ingest_schedule") == "*/5 * * * *"
+    sensors = {s["name"] for repo in data["repositoriesOrError"]["nodes"] for s in repo["sensors"]}
+    assert sensors == {"events_lag_sensor", "events_ledger_sensor"}
     assert server.returncode is not None

@@ -10,11 +10,9 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from dagster import AssetsDefinition, materialize
 from deltalake import DeltaTable
 
 from connectors import Stream, run_forward
@@ -72,13 +70,8 @@ def landed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Landed]:
     }
     logs = _debug_logs_of_a_second_run(stream, broker)
 
-    defs = build_definitions(path)
-    (asset,) = [a for a in defs.assets or [] if isinstance(a, AssetsDefinition)]
-    result = materialize(
-        [asset],
-        resources=defs.resources,
-        partition_key=datetime.now(UTC).strftime("%Y-%m-%d-%H:00"),
-    )
+    # The forward ingestion job: its run, windows, observation and check events.
+    result = build_definitions(path).resolve_job_def("events_ingest").execute_in_process()
     assert result.success
     events = "\n".join(f"{e!s}\n{e!r}" for e in result.all_events)
     events += f"\n{result.dagster_run.run_config!r}\n{result.dagster_run!r}"
