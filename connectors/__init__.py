@@ -65,7 +65,7 @@ from connectors.kafka_client import client_settings, range_consumer
 from connectors.ledger import Ledger, LedgerUpdate, PartitionLedger, read_ledger
 from connectors.planner import Mode, Plan
 from connectors.query import run_query
-from connectors.ranges import OffsetRange, PartitionMarks, Spans
+from connectors.ranges import OffsetRange, PartitionMarks, Partitions, Shard, Spans
 from connectors.stream import Stream
 from connectors.table_schema import StreamSchema, load_schema
 from connectors.upkeep import UpkeepReport, checkpoint, compact, vacuum
@@ -94,12 +94,14 @@ __all__ = [
     "PartitionLedger",
     "PartitionMarks",
     "PartitionStatus",
+    "Partitions",
     "Plan",
     "RedriveReport",
     "RegistryUnavailable",
     "RetentionLossError",
     "RunReport",
     "SchemaError",
+    "Shard",
     "Spans",
     "StorageUnavailable",
     "Stream",

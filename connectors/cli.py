@@ -19,6 +19,7 @@ from connectors import (
     LakeportError,
     OffsetRange,
     RunReport,
+    Shard,
     Stream,
     UsageError,
     audit,
@@ -151,11 +152,14 @@ def _print_run(report: RunReport) -> None:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     config = _config(args)
+    if args.partition and args.shard:
+        raise UsageError("give --partition or --shard, not both")
     if args.partition and not args.stream:
         raise UsageError("--partition needs --stream: partitions belong to one stream's topic")
+    partitions = Shard.parse(args.shard) if args.shard else args.partition
     for name in _streams(args, config):
         stream = Stream.from_config(config, name)
-        _print_run(run_forward(stream, max_records=args.max_records, partitions=args.partition))
+        _print_run(run_forward(stream, max_records=args.max_records, partitions=partitions))
     return 0
 
 
@@ -309,7 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--partition",
         type=int,
         action="append",
-        help="only this partition of the stream's topic (repeat for several): one shard",
+        help="only this partition of the stream's topic (repeat for several)",
+    )
+    ingest.add_argument(
+        "--shard",
+        metavar="INDEX/COUNT",
+        help="only the partitions p with p %% COUNT == INDEX: one of COUNT workers, e.g. 0/3",
     )
 
     backfill = command("backfill", cmd_backfill, "re-ingest an offset or time window")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +33,7 @@ from connectors.errors import (
 from connectors.kafka_client import mirror_group_offsets, offsets_at, open_consumer, partition_marks
 from connectors.ledger import Ledger
 from connectors.planner import Mode, Plan, plan_forward, plan_window, time_window
-from connectors.ranges import OffsetRange, PartitionMarks
+from connectors.ranges import OffsetRange, PartitionMarks, Partitions, Shard
 from connectors.reader import RawBatch, read_ranges
 from connectors.retry import Backoff, retrying
 from connectors.stream import Stream
@@ -74,13 +74,13 @@ PlanMaker = Callable[[Ledger, dict[int, PartitionMarks], Consumer], Plan]
 
 
 def run_forward(
-    stream: Stream, max_records: int | None = None, partitions: Collection[int] | None = None
+    stream: Stream, max_records: int | None = None, partitions: Partitions | None = None
 ) -> RunReport:
     """The scheduled path: land everything new, up to the high watermark seen at plan time.
 
-    `partitions` restricts the run to some of the topic's partitions (one shard of a stream
-    spread over several workers); the ledger fences each partition, so shards of disjoint
-    partitions commit to the same table independently.
+    `partitions` restricts the run to some of the topic's partitions, or to a `Shard` of them
+    (one worker of a stream spread over several); the ledger fences each partition, so shards
+    of disjoint partitions commit to the same table independently.
     """
     budget = max_records or stream.config.max_records_per_run
     return _run(
@@ -106,7 +106,7 @@ def run_time_window(
     start: datetime,
     end: datetime,
     mode: Mode,
-    partitions: Collection[int] | None = None,
+    partitions: Partitions | None = None,
 ) -> RunReport:
     """Backfill the records whose Kafka timestamps fall in [start, end), per partition."""
 
@@ -129,7 +129,7 @@ def offset_window(
 
 
 def _run(
-    stream: Stream, mode: Mode, make_plan: PlanMaker, partitions: Collection[int] | None
+    stream: Stream, mode: Mode, make_plan: PlanMaker, partitions: Partitions | None
 ) -> RunReport:
     """Plan, land and mirror; when another writer wins a race, re-plan from the new ledger.
 
@@ -176,12 +176,12 @@ def _run(
 
 
 def _only(
-    marks: dict[int, PartitionMarks], partitions: Collection[int] | None, topic: str
+    marks: dict[int, PartitionMarks], partitions: Partitions | None, topic: str
 ) -> dict[int, PartitionMarks]:
     """The watermarks of the partitions a run is restricted to (all when None)."""
     if partitions is None:
         return marks
-    unknown = sorted(set(partitions) - set(marks))
+    unknown = [] if isinstance(partitions, Shard) else sorted(set(partitions) - set(marks))
     if unknown:
         raise NotFound(
             f"topic {topic!r} has no partition {', '.join(map(str, unknown))} (it has"

@@ -7,7 +7,7 @@ adjacent ones merged), which keeps the ledger small however many runs touched a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from connectors.errors import UsageError
@@ -94,6 +94,43 @@ class Spans:
 
     def __str__(self) -> str:
         return " ".join(f"[{s},{e})" for s, e in self.spans) or "∅"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count`: the partitions p with p % count == index.
+
+    A stream spread over `count` workers gives each one shard; partitions the topic gains
+    later fall into a shard too, without re-configuring anything.
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise UsageError(
+                f"shard {self.index}/{self.count}: give a shard as INDEX/COUNT with"
+                " 0 <= INDEX < COUNT, e.g. 0/3"
+            )
+
+    def __contains__(self, partition: object) -> bool:
+        return isinstance(partition, int) and partition % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """`1/3` -> Shard(1, 3)."""
+        index, _, count = text.partition("/")
+        if not (index.isdigit() and count.isdigit()):
+            raise UsageError(f"shard {text!r}: give a shard as INDEX/COUNT, e.g. 0/3")
+        return cls(int(index), int(count))
+
+
+Partitions = Collection[int] | Shard
+"""Which partitions a run touches: a list of them, or a shard of the topic's."""
 
 
 @dataclass(frozen=True)

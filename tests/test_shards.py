@@ -176,3 +176,33 @@ def test_ingest_of_a_partition_the_topic_does_not_have_is_one_line(make_config) 
         f"lakeport: error: topic {stream.topic!r} has no partition 9 (it has partitions 0..5):"
         " check --partition"
     )
+
+
+def test_cli_shards_by_index_and_count_cover_every_partition_once(make_config) -> None:
+    stream = _stream(make_config)
+    per = produce(stream, 1200, seed=6)
+
+    lines = []
+    for shard in ("0/3", "1/3", "2/3"):
+        proc = lakeport_cli(config_file(stream), "ingest", "--stream", "events", "--shard", shard)
+        assert proc.returncode == 0, proc.stderr
+        lines.append(proc.stdout.splitlines()[1])  # "  ranges: p0[0,n) p3[0,m)"
+
+    assert [sorted({int(r[1]) for r in line.split()[1:]}) for line in lines] == [
+        [0, 3],
+        [1, 4],
+        [2, 5],
+    ]
+    assert_consistent(stream)
+    assert covered(stream) == {p: [(0, n)] for p, n in per.items()}
+
+
+def test_a_shard_index_outside_its_count_is_one_line(make_config) -> None:
+    stream = _stream(make_config)
+
+    proc = lakeport_cli(config_file(stream), "ingest", "--stream", "events", "--shard", "3/3")
+
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "lakeport: error: shard 3/3: give a shard as INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/3"
+    )
