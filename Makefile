@@ -42,7 +42,7 @@ demo: install
 test: install lint
 	$(BIN)/python -m pytest -q
 
-## ruff (lint and format) and mypy (strict) over connectors/, pipelines/, dev/ and benchmarks/
+## ruff (lint and format) and mypy (strict) over connectors/, pipelines/, dev/, benchmarks/, deploy/
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -73,6 +73,8 @@ class StreamConfig(_Strict):
     group_id: str | None = None
     on_retention_loss: Literal["fail", "record-and-continue"] = "fail"
     on_decode_error: Literal["dead-letter", "fail"] = "dead-letter"
+    workers: int = Field(default=1, ge=1, le=64)
+    """Dagster runs the stream's ingestion as this many steps, one shard of partitions each."""
     batch_records: int = Field(default=50_000, gt=0)
     batch_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
     max_records_per_run: int | None = Field(default=None, gt=0)

@@ -49,6 +49,8 @@ class RunReport:
 
     stream: str
     mode: Mode
+    shard: str | None = None
+    """`i/n` when the run was one of n shard workers."""
     ranges: list[OffsetRange] = field(default_factory=list)
     lost: list[OffsetRange] = field(default_factory=list)
     records: int = 0
@@ -136,7 +138,9 @@ def _run(
     With `partitions`, the plan, the consumer, the commits and the group mirror touch only
     those partitions.
     """
-    report = RunReport(stream.name, mode)
+    report = RunReport(
+        stream.name, mode, str(partitions) if isinstance(partitions, Shard) else None
+    )
     began = time.monotonic()
     decoders: list[Decoder] = []  # built once, on the first plan that reads anything
 

@@ -41,6 +41,7 @@ from dagster import (
 from connectors import (
     LakeportError,
     RunReport,
+    Spans,
     Stream,
     TransientError,
     WindowCoverage,
@@ -85,27 +86,50 @@ def partitions_for(stream: Stream) -> TimeWindowPartitionsDefinition:
     )
 
 
-def run_metadata(report: RunReport) -> dict[str, Any]:
-    """What a run landed, where, and how fast (an observation of the table)."""
-    per_partition: dict[str, list[str]] = {}
-    for r in report.ranges:
-        per_partition.setdefault(str(r.partition), []).append(f"[{r.start},{r.end})")
-    return {
-        "mode": report.mode,
-        "records": report.records,
-        "dead_letters": report.dead,
-        "bytes": report.bytes,
-        "commits": report.commits,
-        "delta_version": report.table_version,
-        "offset_ranges": MetadataValue.json(per_partition),
-        "lost_to_retention": MetadataValue.json([str(r) for r in report.lost]),
-        "lag_after_run": sum(report.lag.values()),
-        "lag_per_partition": MetadataValue.json({str(p): n for p, n in report.lag.items()}),
-        "duration_s": round(report.seconds, 3),
-        "events_per_s": round(report.events_per_second, 1),
-        "replans": report.replans,
-        "warnings": MetadataValue.json(report.warnings),
+def run_metadata(*reports: RunReport) -> dict[str, Any]:
+    """What a run landed, where, and how fast (an observation of the table); a run spread over
+    shards reports each shard's share and timings too."""
+    spans: dict[int, Spans] = {}
+    for report in reports:
+        for r in report.ranges:
+            spans[r.partition] = spans.get(r.partition, Spans()).union([(r.start, r.end)])
+    lag = {p: n for report in reports for p, n in report.lag.items()}
+    seconds = max(report.seconds for report in reports)
+    records = sum(report.records for report in reports)
+    metadata: dict[str, Any] = {
+        "mode": reports[0].mode,
+        "records": records,
+        "dead_letters": sum(report.dead for report in reports),
+        "bytes": sum(report.bytes for report in reports),
+        "commits": sum(report.commits for report in reports),
+        "delta_version": max(report.table_version or -1 for report in reports),
+        "offset_ranges": MetadataValue.json({str(p): str(s) for p, s in sorted(spans.items())}),
+        "lost_to_retention": MetadataValue.json([str(r) for x in reports for r in x.lost]),
+        "lag_after_run": sum(lag.values()),
+        "lag_per_partition": MetadataValue.json({str(p): n for p, n in sorted(lag.items())}),
+        "duration_s": round(seconds, 3),
+        "events_per_s": round(records / seconds if seconds else 0.0, 1),
+        "replans": sum(report.replans for report in reports),
+        "conflicts": sum(report.conflicts for report in reports),
+        "warnings": MetadataValue.json([w for report in reports for w in report.warnings]),
     }
+    if len(reports) > 1:
+        metadata["shards"] = MetadataValue.json(
+            {
+                report.shard or str(i): {
+                    "partitions": sorted({r.partition for r in report.ranges}),
+                    "records": report.records,
+                    "dead_letters": report.dead,
+                    "commits": report.commits,
+                    "conflicts": report.conflicts,
+                    "seconds": round(report.seconds, 3),
+                    "events_per_s": round(report.events_per_second, 1),
+                    **{k: round(v, 3) for k, v in report.timings.items()},
+                }
+                for i, report in enumerate(reports)
+            }
+        )
+    return metadata
 
 
 def window_event(

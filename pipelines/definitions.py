@@ -1,10 +1,15 @@
 """Everything lakeport puts into Dagster for a `lakeport.yaml`: one set of definitions per stream."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from dagster import AutomationCondition, Definitions, TimeWindowPartitionsDefinition
+from dagster import (
+    AutomationCondition,
+    Definitions,
+    ExecutorDefinition,
+    TimeWindowPartitionsDefinition,
+)
 
 from connectors import config_path
 from pipelines.assets import stream_assets
@@ -28,6 +33,8 @@ def build_definitions(
     translator: LakeportTranslator | None = None,
     streams: Sequence[str] | None = None,
     automation: Automation = "schedule",
+    executor: ExecutorDefinition | None = None,
+    step_tags: Mapping[str, Any] | None = None,
 ) -> Definitions:
     """Assets with their checks, ingestion and upkeep jobs, schedules and sensors per stream.
 
@@ -36,6 +43,11 @@ def build_definitions(
     ingestion on each stream's cron; `"condition"` instead gives each asset
     `AutomationCondition.on_missing()`: every window is read (a `fill`) as soon as it closes,
     by Dagster's automation sensor.
+
+    A stream with `workers: N` ingests in N shard steps; `executor` decides where steps run
+    (Dagster's multiprocess executor by default; `k8s_job_executor` from dagster-k8s for a pod
+    per step) and `step_tags` go on every ingestion step (e.g. `dagster-k8s/config` with the
+    CPU and memory of a worker).
     """
     lakeport = (
         config
@@ -54,7 +66,7 @@ def build_definitions(
                 )
             )
         assets.append(asset)
-        ingest = ingest_job(name, key, partitions)
+        ingest = ingest_job(name, key, partitions, stream.config.workers, step_tags)
         jobs.append(ingest)
         if automation == "schedule":
             schedules.append(ingest_schedule(stream.config.schedule, ingest))
@@ -69,4 +81,5 @@ def build_definitions(
         sensors=sensors,
         jobs=jobs,
         resources={"lakeport": lakeport},
+        executor=executor,
     )

@@ -7,12 +7,15 @@ window the ledger now covers completely, and evaluates the stream's checks.
 """
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from dagster import (
     AssetKey,
     AssetObservation,
     DefaultSensorStatus,
     JobDefinition,
+    OpDefinition,
     OpExecutionContext,
     RunRequest,
     ScheduleDefinition,
@@ -26,44 +29,99 @@ from dagster import (
     sensor,
 )
 
-from connectors import Stream, TransientError, run_forward, status
+from connectors import RunReport, Shard, Stream, TransientError, run_forward, status
 from pipelines.assets import completed_windows, retry_later, run_metadata, span
 from pipelines.checks import as_evaluation, evaluate
 from pipelines.resources import LakeportResource
 
 
 def ingest_job(
-    name: str, key: AssetKey, partitions: TimeWindowPartitionsDefinition
+    name: str,
+    key: AssetKey,
+    partitions: TimeWindowPartitionsDefinition,
+    workers: int = 1,
+    step_tags: Mapping[str, Any] | None = None,
 ) -> JobDefinition:
-    """`<asset>_ingest`: forward ingestion, then the windows it completed, then the checks."""
-    ident = key.to_python_identifier()
+    """`<asset>_ingest`: forward ingestion, then the windows it completed, then the checks.
 
-    @op(name=f"{ident}_forward", pool=f"lakeport_{name}")
-    def forward(context: OpExecutionContext, lakeport: LakeportResource) -> None:
-        engine = lakeport.stream(name)
+    With `workers` > 1 the topic's partitions are dealt to that many shards (p % workers), each
+    a step of its own (`<asset>_forward_<i>_of_<n>`): its own process on the multiprocess
+    executor, its own pod on Kubernetes. A last step reports the windows and the checks once
+    every shard is done. A failed shard fails the run without touching the other shards'
+    commits; re-executing the run from its failure redoes only what is missing. `step_tags`
+    go on the ingestion steps (e.g. `dagster-k8s/config` with the resources a worker needs).
+    """
+    ident = key.to_python_identifier()
+    tags = dict(step_tags or {})
+
+    def land(
+        context: OpExecutionContext, lakeport: LakeportResource, shard: Shard | None
+    ) -> RunReport:
         try:
-            report = run_forward(engine)
+            report = run_forward(lakeport.stream(name), partitions=shard)
         except TransientError as exc:
             raise retry_later(context, name, exc) from exc
-        context.log_event(AssetObservation(asset_key=key, metadata=run_metadata(report)))
+        context.log.info(
+            f"{name}{f' shard {shard}' if shard else ''}: landed {report.records} records and"
+            f" {report.dead} dead letters in {report.commits} commits ({report.seconds:.2f} s)"
+        )
+        return report
+
+    def publish(
+        context: OpExecutionContext, lakeport: LakeportResource, reports: list[RunReport]
+    ) -> None:
+        engine = lakeport.stream(name)
+        context.log_event(AssetObservation(asset_key=key, metadata=run_metadata(*reports)))
         events = completed_windows(
             engine, key, partitions, "forward ingestion", instance=context.instance
         )
         for event in events:
             context.log_event(event)
-        context.log.info(
-            f"{name}: landed {report.records} records and {report.dead} dead letters in"
-            f" {report.commits} commits ({report.seconds:.2f} s); {span(events)}"
-        )
+        context.log.info(f"{name}: {span(events)}")
         for result in evaluate(engine, key):
             # Dagster logs check evaluations from any op; only its annotation lags behind.
             context.log_event(as_evaluation(result))  # type: ignore[arg-type]
 
-    @job(name=f"{ident}_ingest", description=f"Forward ingestion of stream {name!r}.")
-    def ingest() -> None:
-        forward()
+    if workers == 1:
 
-    return ingest
+        @op(name=f"{ident}_forward", pool=f"lakeport_{name}", tags=tags)
+        def forward(context: OpExecutionContext, lakeport: LakeportResource) -> None:
+            publish(context, lakeport, [land(context, lakeport, None)])
+
+        @job(name=f"{ident}_ingest", description=f"Forward ingestion of stream {name!r}.")
+        def ingest() -> None:
+            forward()
+
+        return ingest
+
+    def shard_op(shard: Shard) -> OpDefinition:
+        @op(
+            name=f"{ident}_forward_{shard.index}_of_{shard.count}",
+            description=f"Forward ingestion of the partitions p % {shard.count} == {shard.index}.",
+            pool=f"lakeport_{name}_{shard.index}_of_{shard.count}",  # shards run side by side
+            tags=tags,
+        )
+        def forward_shard(context: OpExecutionContext, lakeport: LakeportResource) -> RunReport:
+            return land(context, lakeport, shard)
+
+        return forward_shard
+
+    @op(name=f"{ident}_completed_windows")
+    def windows(
+        context: OpExecutionContext, lakeport: LakeportResource, reports: list[RunReport]
+    ) -> None:
+        publish(context, lakeport, reports)
+
+    shard_ops = [shard_op(Shard(i, workers)) for i in range(workers)]
+
+    @job(
+        name=f"{ident}_ingest",
+        description=f"Forward ingestion of stream {name!r} in {workers} shard steps.",
+    )
+    def ingest_sharded() -> None:
+        windows([step() for step in shard_ops])
+
+    return ingest_sharded
 
 
 def ingest_schedule(cron: str, job: JobDefinition) -> ScheduleDefinition:
