@@ -13,11 +13,19 @@ One record's way, module by module: `config` (the YAML) → `stream` (a stream r
 `planner` (which offsets to read) → `reader` (Kafka → Arrow) → `decoders` (Arrow → rows and
 dead letters) → `writer` (one Delta commit of rows and `ledger` update) → `coverage` (what the
 ledger covers, and the audit that the data agrees). `ingest` runs that loop; `dead_letters`
-(re-drive), `upkeep`, `query` and `connection_check` are the other verbs; `errors` is the
-catalogue of what can go wrong, `retry` the one way to wait for transient ones.
+(re-drive), `upkeep`, `query` and `connection_check` are the other verbs; `derived` keeps the
+typed event and latest-state tables declared under a stream in step with its raw table
+(`derive`, `audit_derived`); `errors` is the catalogue of what can go wrong, `retry` the one
+way to wait for transient ones.
 """
 
-from connectors.config import LakeportConfig, StreamConfig, config_path, load_config
+from connectors.config import (
+    DerivedConfig,
+    LakeportConfig,
+    StreamConfig,
+    config_path,
+    load_config,
+)
 from connectors.connection_check import ConnectionReport, check_connection
 from connectors.coverage import (
     AuditResult,
@@ -29,6 +37,20 @@ from connectors.coverage import (
     status,
 )
 from connectors.dead_letters import RedriveReport, redrive
+from connectors.derived import (
+    DerivedAudit,
+    DerivedStatus,
+    DerivedTable,
+    DeriveReport,
+    Reconciliation,
+    audit_derived,
+    derive,
+    derived_status,
+    derived_tables,
+    find_derived,
+    reconcile,
+    time_window,
+)
 from connectors.errors import (
     AccessDenied,
     BrokerUnavailable,
@@ -68,6 +90,11 @@ __all__ = [
     "ConnectionReport",
     "DataError",
     "DecodeError",
+    "DeriveReport",
+    "DerivedAudit",
+    "DerivedConfig",
+    "DerivedStatus",
+    "DerivedTable",
     "LakeportConfig",
     "LakeportError",
     "Ledger",
@@ -79,6 +106,7 @@ __all__ = [
     "PartitionMarks",
     "PartitionStatus",
     "Plan",
+    "Reconciliation",
     "RedriveReport",
     "RegistryUnavailable",
     "RetentionLossError",
@@ -97,22 +125,29 @@ __all__ = [
     "UserError",
     "__version__",
     "audit",
+    "audit_derived",
     "check_connection",
     "checkpoint",
     "client_settings",
     "compact",
     "config_path",
     "dead_letters_since",
+    "derive",
+    "derived_status",
+    "derived_tables",
+    "find_derived",
     "last_ingest",
     "load_config",
     "load_schema",
     "offset_window",
     "read_ledger",
+    "reconcile",
     "redrive",
     "run_forward",
     "run_query",
     "run_time_window",
     "run_window",
     "status",
+    "time_window",
     "vacuum",
 ]
