@@ -1,4 +1,4 @@
-"""SQL over the lakehouse: every configured table (and its dead letters) as a DuckDB view.
+"""SQL over the lakehouse: every configured table (raw, derived, dead letters) as a DuckDB view.
 
 DuckDB reads each Delta table through its Arrow dataset, so no DuckDB extension has to be
 downloaded (which fails offline); Polars (`scan_delta`) and DataFusion read the same tables.
@@ -23,6 +23,11 @@ def connect(config: LakeportConfig) -> duckdb.DuckDBPyConnection:
         for name, uri in (
             (stream.table, config.table_uri(stream)),
             (f"{stream.table}_dead_letters", config.dead_letter_uri(stream)),
+            *(
+                (table, config.table_uri(table))
+                for derived in stream.derived
+                for table in (derived, f"{derived}_dead_letters")
+            ),
         ):
             try:
                 dataset = DeltaTable(uri, storage_options=options).to_pyarrow_dataset()
