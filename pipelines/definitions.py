@@ -7,6 +7,7 @@ from dagster import Definitions
 from connectors import config_path, load_config, load_schema
 from pipelines.assets import stream_asset
 from pipelines.checks import stream_checks
+from pipelines.derived import derived_definitions
 from pipelines.resources import LakeportResource
 from pipelines.schedules import ingest_job, ingest_schedule, lag_sensor, upkeep_schedule
 from pipelines.upkeep import upkeep_job
@@ -21,6 +22,9 @@ def build_definitions(path: str | Path | None = None) -> Definitions:
         asset = stream_asset(name, stream, load_schema(config.schema_path(stream)))
         assets.append(asset)
         checks += stream_checks(name, stream)
+        derived, guards = derived_definitions(config, name)
+        assets += derived
+        checks += guards
         ingest = ingest_job(name, stream, asset)
         schedules.append(ingest_schedule(name, stream, ingest))
         sensors.append(lag_sensor(name, stream, ingest))
