@@ -311,8 +311,11 @@ class LedgerUpdate:
         return actions
 
     def applied(self, table_version: int) -> Ledger:
-        """The ledger after this update, as of the commit that wrote it."""
-        return Ledger(self.before.topic, {**self.before.partitions, **self.after}, table_version)
+        """The ledger after this update, as of the commit that wrote it (seq bumped, as written)."""
+        written = {
+            p: replace(part, seq=self.before.partition(p).seq + 1) for p, part in self.after.items()
+        }
+        return Ledger(self.before.topic, {**self.before.partitions, **written}, table_version)
 
     def commit_metadata(
         self, operation: str, extra: dict[str, str] | None = None

@@ -28,6 +28,7 @@ from connectors.kafka_client import open_consumer, partition_marks
 from connectors.ledger import Ledger, LedgerUpdate, PartitionLedger, read_ledger
 from connectors.planner import plan_forward
 from connectors.ranges import OffsetRange, Spans
+from connectors.writer import append
 from dev.sample_events import notification_events
 from tests.helpers import (
     admin,
@@ -568,3 +569,17 @@ def test_ledger_update_refuses_overlap_shrink_and_impossible_counts() -> None:
     assert actions["lakeport/t/1/covered"] == 1
     assert actions["lakeport/t/1/covered/0/end"] == 80
     assert actions["lakeport/t/1/records"] == 80
+
+
+def test_a_writer_s_ledger_after_its_own_commit_equals_the_ledger_read_back(make_config) -> None:
+    """The cached ledger a writer keeps after committing carries the seq it wrote: a stale seq
+    would let a later update rebase over another writer's commit."""
+    stream = _stream(make_config)
+    produce(stream, 300, seed=1)
+    run_forward(stream)
+    writer = stream.writer()
+    for p in range(2):
+        update = writer.update()
+        update.mark_lost(OffsetRange(p, 10_000, 10_001))
+        writer.commit(update, append(stream.table.schema.empty_table()), "retention")
+        assert writer.ledger == read_ledger(DeltaTable(stream.table.uri), stream.topic)
