@@ -57,6 +57,7 @@ def derived_metadata(report: DeriveReport) -> dict[str, Any]:
         "inserted": report.inserted,
         "updated": report.updated,
         "deleted": report.deleted,
+        "files_rewritten": report.files_rewritten,
         "commits": report.commits,
         "delta_version": report.table_version,
         "absorbed": MetadataValue.json([str(r) for r in report.absorbed]),

@@ -24,7 +24,8 @@ from deltalake import DeltaTable
 from connectors import Stream, load_config, run_forward, run_window
 from connectors.config import LakeportConfig
 from connectors.derived import derive, derived_tables
-from connectors.ledger import read_ledger
+from connectors.derived.run import plan
+from connectors.ledger import Ledger, read_ledger
 from connectors.ranges import OffsetRange
 from tests.derived_oracle import assert_equal_to_recomputation
 from tests.helpers import config_file, run_runner
@@ -33,15 +34,15 @@ from tests.test_derived import DERIVED, event, life_cycles, produce_at
 KILLED = -signal.SIGKILL
 SMALL_BATCHES = {name: {**spec, "batch_records": 400} for name, spec in DERIVED.items()}
 
-CRASHES = {  # where: (the wrapper, raw offsets the derived ledger holds afterwards)
+CRASHES = {  # where: (the wrapper, batches the derived ledger holds afterwards)
     "before the first MERGE": ("on_call(deltalake.DeltaTable, 'merge', 1)", 0),
     "after the dead letters, before the second commit": (
         "on_call(writer.TableWriter, 'commit', 2)",
-        400,
+        1,
     ),
     "after the second commit, before the next batch": (
         "on_call(writer.TableWriter, 'commit', 2, before=writer.TableWriter.commit)",
-        800,
+        2,
     ),
 }
 
@@ -79,7 +80,11 @@ def test_a_derive_run_killed_at_a_commit_point_is_finished_by_the_next_run(
     _broken_orders(stream)
     life_cycles(stream, 3000, seed=11)
     run_forward(stream)
-    crash, held = CRASHES[where]
+    crash, done = CRASHES[where]
+    raw = read_ledger(DeltaTable(stream.table.uri), stream.topic)
+    batches = plan(raw, Ledger(stream.topic), [], 400)
+    assert len(batches) > 3
+    held = sum(len(r) for batch in batches[:done] for r in batch.new)
 
     for name in ("orders", "positions"):
         killed = _derive_dying(stream, crash, name)

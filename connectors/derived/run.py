@@ -64,6 +64,8 @@ class DeriveReport:
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
+    files_rewritten: int = 0
+    """Table files the MERGEs replaced (copy-on-write): what an update cost beyond its rows."""
     commits: int = 0
     table_version: int | None = None
     replans: int = 0
@@ -106,19 +108,17 @@ def plan(raw: Ledger, own: Ledger, window: list[OffsetRange], batch_records: int
 
 
 def _split(ranges: list[OffsetRange], size: int) -> list[list[OffsetRange]]:
-    """Ranges cut into groups of at most `size` offsets."""
-    groups: list[list[OffsetRange]] = [[]]
-    room = size
+    """Ranges cut into groups of at most about `size` offsets; group k holds the k-th slice of
+    every partition, so a group spans one stretch of time and the table's files follow time
+    (which is what lets a MERGE joined on `cluster_by` skip the older ones)."""
+    total = sum(len(r) for r in ranges)
+    count = -(-total // size) if total else 0
+    groups: list[list[OffsetRange]] = [[] for _ in range(count)]
     for r in ranges:
-        start = r.start
-        while start < r.end:
-            if room == 0:
-                groups.append([])
-                room = size
-            end = min(r.end, start + room)
-            groups[-1].append(OffsetRange(r.partition, start, end))
-            room -= end - start
-            start = end
+        for k in range(count):
+            start, end = r.start + len(r) * k // count, r.start + len(r) * (k + 1) // count
+            if end > start:
+                groups[k].append(OffsetRange(r.partition, start, end))
     return [g for g in groups if g]
 
 
@@ -247,6 +247,7 @@ def _commit(
     report.inserted += metrics.get("num_target_rows_inserted", 0)
     report.updated += metrics.get("num_target_rows_updated", 0)
     report.deleted += metrics.get("num_target_rows_deleted", 0)
+    report.files_rewritten += metrics.get("num_target_files_removed", 0)
 
 
 def _count_in(rows: pa.Table, span: OffsetRange) -> int:
