@@ -361,7 +361,7 @@ def test_rows_whose_json_does_not_fit_become_dead_letters_of_the_derived_table(
                 3,
                 event(
                     "ORDER.NEW",
-                    order("o-3", "NEW", "2026-03-02T09:00:02Z"),
+                    order("o-3", "NEW", "2026-03-02T09:00:02Z") | {"client_reference": "Müller €"},
                     "2026-03-02T09:00:02Z",
                     "e3",
                 ),
@@ -372,6 +372,7 @@ def test_rows_whose_json_does_not_fit_become_dead_letters_of_the_derived_table(
     report = derive(orders)
 
     assert (report.records, report.dead, report.inserted) == (3, 2, 1)
+    assert row_of(orders, "id", "o-3")["client_reference"] == "Müller €"
     dead = (
         DeltaTable(orders.dead_letters.uri).to_pyarrow_table().sort_by("kafka_offset").to_pylist()
     )

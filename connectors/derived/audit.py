@@ -23,6 +23,7 @@ from connectors.delta_store import window_filter
 from connectors.derived.run import best_sql
 from connectors.derived.table import DerivedTable, quote
 from connectors.ledger import Ledger, read_ledger
+from connectors.query import arrow_dataset
 from connectors.ranges import OffsetRange, Spans
 
 
@@ -133,7 +134,7 @@ def audit_derived(derived: DerivedTable) -> DerivedAudit:
 
     con = duckdb.connect(config={"threads": 2})
     con.execute("SET TimeZone = 'UTC'")
-    con.register("derived", own_table.to_pyarrow_dataset())
+    con.register("derived", arrow_dataset(own_table))
     dead_table = derived.dead_letters.open_existing()
     con.register(
         "dead",

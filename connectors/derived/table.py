@@ -160,7 +160,7 @@ class Projection:
         kafka = ", ".join(quote(f.name) for f in KAFKA_FIELDS)
         events = ", ".join(f"{quote(n)} AS {quote('event_' + n)}" for n in config.event_columns)
         self._sql = (
-            f"SELECT {kafka}, {events}, CAST({quote(config.json_column)} AS BLOB) AS value"
+            f"SELECT {kafka}, {events}, encode({quote(config.json_column)}) AS value"
             f" FROM raw WHERE ({config.where})"
         )
 
