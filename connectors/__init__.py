@@ -73,7 +73,7 @@ from connectors.ingest import RunReport, offset_window, run_forward, run_time_wi
 from connectors.kafka_client import client_settings
 from connectors.ledger import Ledger, PartitionLedger, read_ledger
 from connectors.planner import Mode, Plan
-from connectors.query import run_query
+from connectors.query import arrow_dataset, run_query
 from connectors.ranges import OffsetRange, PartitionMarks, Spans
 from connectors.stream import Stream
 from connectors.table_schema import StreamSchema, load_schema
@@ -124,6 +124,7 @@ __all__ = [
     "UsageError",
     "UserError",
     "__version__",
+    "arrow_dataset",
     "audit",
     "audit_derived",
     "check_connection",

@@ -22,9 +22,10 @@ def build_definitions(path: str | Path | None = None) -> Definitions:
         asset = stream_asset(name, stream, load_schema(config.schema_path(stream)))
         assets.append(asset)
         checks += stream_checks(name, stream)
-        derived, guards = derived_definitions(config, name)
+        derived, guards, automation = derived_definitions(config, name)
         assets += derived
         checks += guards
+        sensors += automation
         ingest = ingest_job(name, stream, asset)
         schedules.append(ingest_schedule(name, stream, ingest))
         sensors.append(lag_sensor(name, stream, ingest))

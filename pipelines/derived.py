@@ -5,7 +5,9 @@ its time partitions. Materializing the window that contains "now" derives everyt
 the raw rows committed since the last run and the windows the raw table rewrote (a raw backfill
 needs no derived backfill: the raw ledger records what it rewrote). Materializing a past window
 derives that window's raw offsets again, which is how a changed derived schema reaches history.
-An eager automation condition requests the derived partition once its raw partition updates.
+An eager automation condition requests the derived partition once its raw partition updates;
+the sensor that evaluates it, `<stream>_derived_automation`, runs by default (Dagster's own
+default automation sensor starts stopped).
 
 Checks guard each derived table: `counts_reconcile` (the raw rows of the run's window, or of
 the whole table, against the derived rows: every event or entity of the window is there) and
@@ -23,10 +25,13 @@ from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
     AutomationCondition,
+    AutomationConditionSensorDefinition,
     BackfillPolicy,
+    DefaultSensorStatus,
     MaterializeResult,
     MetadataValue,
     RetryRequested,
+    SensorDefinition,
     TableColumn,
     TableSchema,
     asset,
@@ -160,10 +165,18 @@ def derived_checks(table: DerivedTable) -> list[AssetChecksDefinition]:
 
 def derived_definitions(
     config: LakeportConfig, stream: str
-) -> tuple[list[AssetsDefinition], list[AssetChecksDefinition]]:
-    """The assets and checks of every derived table of `stream`."""
+) -> tuple[list[AssetsDefinition], list[AssetChecksDefinition], list[SensorDefinition]]:
+    """The assets, checks and automation sensor of every derived table of `stream`."""
     tables = derived_tables(config, stream)
+    assets = [derived_asset(stream, table) for table in tables]
+    automation = AutomationConditionSensorDefinition(
+        f"{stream}_derived_automation",
+        target=assets,
+        default_status=DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=60,
+    )
     return (
-        [derived_asset(stream, table) for table in tables],
+        assets,
         [check for table in tables for check in derived_checks(table)],
+        [automation] if assets else [],
     )

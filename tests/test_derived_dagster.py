@@ -11,7 +11,10 @@ from dagster import (
     AssetsDefinition,
     AssetSelection,
     AutomationCondition,
+    DagsterInstance,
+    DefaultSensorStatus,
     Definitions,
+    evaluate_automation_conditions,
     materialize,
 )
 from deltalake import DeltaTable
@@ -126,3 +129,24 @@ def test_a_lost_row_fails_the_checks_and_deriving_its_past_partition_again_heals
     assert event.materialization.metadata["inserted"].value == 1
     assert set(checks(healed).values()) == {True}
     assert_equal_to_recomputation(stream, derived_tables(config, "events"))
+
+
+def test_once_the_stream_lands_its_partition_automation_requests_the_derived_ones(
+    make_config: Callable[..., LakeportConfig],
+) -> None:
+    _, _, defs = setup(make_config)
+    found = assets(defs)
+    sensor = defs.resolve_sensor_def("events_derived_automation")
+    assert sensor.default_status == DefaultSensorStatus.RUNNING
+    instance = DagsterInstance.ephemeral()
+    key = now_key()
+
+    before = evaluate_automation_conditions(defs=defs, instance=instance)
+    assert before.total_requested == 0, "nothing before the stream lands its partition"
+    assert materialize(
+        [found["events"]], resources=defs.resources, partition_key=key, instance=instance
+    ).success
+    after = evaluate_automation_conditions(defs=defs, instance=instance, cursor=before.cursor)
+    assert after.total_requested == 2
+    for name in TABLES:
+        assert after.get_requested_partitions(AssetKey(name)) == {key}
