@@ -30,7 +30,8 @@ records the raw `seq` it has caught up with (`source_seq`); spans rewritten at a
 are what it must re-derive. Like the rest of the ledger this lives in `txn` actions, which
 survive checkpoints, log cleanup and vacuum (commit metadata and Delta's change data feed do
 not: both need the commit files or `_change_data` files of the versions in between). The list
-is kept short by merging neighbours, which can only widen what gets re-derived, never miss it.
+is kept short by merging the oldest neighbours, which can only widen what gets re-derived,
+never miss it.
 """
 
 from __future__ import annotations
@@ -54,16 +55,24 @@ MAX_REWRITES = 32
 
 
 def merge_rewrites(rewrites: Iterable[Rewrite], limit: int = MAX_REWRITES) -> tuple[Rewrite, ...]:
-    """Sorted, disjoint rewritten spans, at most `limit`; a merged span keeps the highest seq."""
+    """Sorted, disjoint rewritten spans, at most `limit`; a merged span keeps the highest seq.
+
+    Overlapping spans merge; beyond `limit`, the neighbours rewritten longest ago merge first
+    (closest first among equals): recent rewrites stay exact, old ones only get coarser for a
+    derived table that has not caught up with them.
+    """
     merged: list[list[int]] = []
     for start, end, seq in sorted(r for r in rewrites if r[1] > r[0]):
-        if merged and start <= merged[-1][1]:
+        if merged and start < merged[-1][1]:
             merged[-1][1] = max(merged[-1][1], end)
             merged[-1][2] = max(merged[-1][2], seq)
         else:
             merged.append([start, end, seq])
     while len(merged) > limit:
-        i = min(range(len(merged) - 1), key=lambda j: merged[j + 1][0] - merged[j][1])
+        i = min(
+            range(len(merged) - 1),
+            key=lambda j: (max(merged[j][2], merged[j + 1][2]), merged[j + 1][0] - merged[j][1]),
+        )
         right = merged.pop(i + 1)
         merged[i][1], merged[i][2] = right[1], max(merged[i][2], right[2])
     return tuple((s, e, q) for s, e, q in merged)
