@@ -168,6 +168,8 @@ def derived_definitions(
 ) -> tuple[list[AssetsDefinition], list[AssetChecksDefinition], list[SensorDefinition]]:
     """The assets, checks and automation sensor of every derived table of `stream`."""
     tables = derived_tables(config, stream)
+    if not tables:
+        return [], [], []
     assets = [derived_asset(stream, table) for table in tables]
     automation = AutomationConditionSensorDefinition(
         f"{stream}_derived_automation",
@@ -175,8 +177,4 @@ def derived_definitions(
         default_status=DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=60,
     )
-    return (
-        assets,
-        [check for table in tables for check in derived_checks(table)],
-        [automation] if assets else [],
-    )
+    return assets, [c for table in tables for c in derived_checks(table)], [automation]
