@@ -33,6 +33,7 @@ demo: install
 	mkdir -p .lakeport/dagster-home && cp dev/dagster/dagster.yaml .lakeport/dagster-home/
 	DAGSTER_HOME=$(CURDIR)/.lakeport/dagster-home $(BIN)/python -m dev.demo
 	$(BIN)/lakeport query "PIVOT (SELECT category, 'p' || kafka_partition AS p FROM notifications) ON p USING count(*) GROUP BY category ORDER BY category"
+	$(BIN)/lakeport query "SELECT status, count(*) AS orders, sum(cash_amount)::DECIMAL(18, 2) AS cash_eur FROM orders GROUP BY ALL ORDER BY orders DESC"
 	$(BIN)/lakeport status
 	@echo
 	@echo "Open the Dagster UI:   make ui   (then http://127.0.0.1:3000)"

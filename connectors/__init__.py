@@ -13,12 +13,15 @@ One record's way, module by module: `config` (the YAML) → `stream` (a stream r
 `planner` (which offsets to read) → `reader` (Kafka → Arrow) → `decoders` (Arrow → rows and
 dead letters) → `writer` (one Delta commit of rows and `ledger` update) → `coverage` (what the
 ledger covers, and the audit that the data agrees). `ingest` runs that loop; `dead_letters`
-(re-drive), `upkeep`, `query` and `connection_check` are the other verbs; `errors` is the
-catalogue of what can go wrong, `retry` the one way to wait for transient ones.
+(re-drive), `upkeep`, `query` and `connection_check` are the other verbs; `derived` keeps the
+typed event and latest-state tables declared under a stream in step with its raw table
+(`derive`, `audit_derived`); `errors` is the catalogue of what can go wrong, `retry` the one
+way to wait for transient ones.
 """
 
 from connectors.config import (
     ConnectionConfig,
+    DerivedConfig,
     LakeportConfig,
     StreamConfig,
     config_path,
@@ -42,6 +45,20 @@ from connectors.coverage import (
 )
 from connectors.dead_letters import RedriveReport, redrive
 from connectors.delta_store import DeltaStore
+from connectors.derived import (
+    DerivedAudit,
+    DerivedStatus,
+    DerivedTable,
+    DeriveReport,
+    Reconciliation,
+    audit_derived,
+    derive,
+    derived_status,
+    derived_tables,
+    find_derived,
+    reconcile,
+    time_window,
+)
 from connectors.errors import (
     AccessDenied,
     BrokerUnavailable,
@@ -64,7 +81,7 @@ from connectors.ingest import RunReport, offset_window, run_forward, run_time_wi
 from connectors.kafka_client import client_settings, range_consumer
 from connectors.ledger import Ledger, LedgerUpdate, PartitionLedger, read_ledger
 from connectors.planner import Mode, Plan
-from connectors.query import run_query
+from connectors.query import arrow_dataset, run_query
 from connectors.ranges import OffsetRange, PartitionMarks, Partitions, Shard, Spans
 from connectors.stream import Stream
 from connectors.table_schema import StreamSchema, load_schema
@@ -83,6 +100,11 @@ __all__ = [
     "DataError",
     "DecodeError",
     "DeltaStore",
+    "DeriveReport",
+    "DerivedAudit",
+    "DerivedConfig",
+    "DerivedStatus",
+    "DerivedTable",
     "LakeportConfig",
     "LakeportError",
     "Ledger",
@@ -96,6 +118,7 @@ __all__ = [
     "PartitionStatus",
     "Partitions",
     "Plan",
+    "Reconciliation",
     "RedriveReport",
     "RegistryUnavailable",
     "RetentionLossError",
@@ -119,7 +142,9 @@ __all__ = [
     "Write",
     "__version__",
     "append_rows",
+    "arrow_dataset",
     "audit",
+    "audit_derived",
     "check_connection",
     "checkpoint",
     "client_settings",
@@ -127,6 +152,10 @@ __all__ = [
     "config_path",
     "covered_windows",
     "dead_letters_since",
+    "derive",
+    "derived_status",
+    "derived_tables",
+    "find_derived",
     "first_record_time",
     "last_ingest",
     "load_config",
@@ -134,6 +163,7 @@ __all__ = [
     "offset_window",
     "range_consumer",
     "read_ledger",
+    "reconcile",
     "redrive",
     "replace_window",
     "run_forward",
@@ -141,6 +171,7 @@ __all__ = [
     "run_time_window",
     "run_window",
     "status",
+    "time_window",
     "vacuum",
     "window_coverage",
 ]

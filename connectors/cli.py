@@ -15,6 +15,7 @@ from types import ModuleType
 import connectors
 from connectors import (
     ConfigError,
+    DeriveReport,
     LakeportConfig,
     LakeportError,
     OffsetRange,
@@ -23,8 +24,13 @@ from connectors import (
     Stream,
     UsageError,
     audit,
+    audit_derived,
     check_connection,
     client_settings,
+    derive,
+    derived_status,
+    derived_tables,
+    find_derived,
     load_config,
     redrive,
     run_forward,
@@ -32,6 +38,7 @@ from connectors import (
     run_time_window,
     run_window,
     status,
+    time_window,
 )
 
 DEFAULT_BROKER_HOME = Path(".lakeport/broker")
@@ -205,6 +212,14 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f" {p.missing}  frontier {p.frontier}  high {p.high}  lag {p.lag}"
                 f"  records {p.records}  dead letters {p.dead}"
             )
+        for table in derived_tables(config, name):
+            ds = derived_status(table)
+            rewritten = {p: str(s) for p, s in ds.rewritten.items() if s}
+            print(
+                f"  derived {ds.table} (table version {ds.table_version}):"
+                f" {ds.behind_offsets} raw offsets behind"
+                + (f", rewritten since derived: {rewritten}" if rewritten else "")
+            )
     return 0
 
 
@@ -236,17 +251,65 @@ def cmd_audit(args: argparse.Namespace) -> int:
         for problem in result.problems:
             print(f"  {problem}")
         failed |= not result.ok
+        for table in derived_tables(config, name):
+            checked = audit_derived(table)
+            verdict = "ok" if checked.ok else "FAILED"
+            print(f"{checked.table}: {verdict} ({checked.rows} rows, {checked.dead} dead letters)")
+            for problem in checked.problems:
+                print(f"  {problem}")
+            for pending in checked.pending:
+                print(f"  pending: {pending}")
+            failed |= not checked.ok
     return 1 if failed else 0
+
+
+def _print_derive(report: DeriveReport) -> None:
+    print(
+        f"{report.table}: {report.records} raw rows ({report.dead} dead letters) ->"
+        f" {report.inserted} inserted, {report.updated} updated, {report.deleted} deleted"
+        f" in {report.commits} commits ({report.seconds:.2f} s); table version"
+        f" {report.table_version}"
+    )
+    if report.absorbed:
+        print(f"  absorbed: {' '.join(str(r) for r in report.absorbed)}")
+    if report.rederived:
+        print(f"  derived again: {' '.join(str(r) for r in report.rederived)}")
+
+
+def cmd_derive(args: argparse.Namespace) -> int:
+
+    config = _config(args)
+    tables = (
+        [find_derived(config, args.table)] if args.table else derived_tables(config, args.stream)
+    )
+    if not tables:
+        raise ConfigError(
+            "no derived tables are configured: declare them under streams.<name>.derived"
+        )
+    window = _offsets(args)
+    if (args.from_time or args.to_time) and (
+        not (args.from_time and args.to_time) or window is not None
+    ):
+        raise UsageError("--from and --to go together, without offsets")
+    for table in tables:
+        if args.from_time:
+            window = time_window(table, _timestamp(args.from_time), _timestamp(args.to_time))
+        _print_derive(derive(table, window))
+    return 0
+
+
+def _offsets(args: argparse.Namespace) -> list[OffsetRange] | None:
+    """The offset window of `--partition` (repeatable), `--from-offset` and `--to-offset`."""
+    if args.from_offset is None and args.to_offset is None and not args.partition:
+        return None
+    if args.from_offset is None or args.to_offset is None or not args.partition:
+        raise UsageError("--partition, --from-offset and --to-offset go together")
+    return [OffsetRange(p, args.from_offset, args.to_offset) for p in args.partition]
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
 
-    window = None
-    if args.from_offset is not None or args.to_offset is not None or args.partition:
-        if args.from_offset is None or args.to_offset is None or not args.partition:
-            raise UsageError("--partition, --from-offset and --to-offset go together")
-        window = [OffsetRange(p, args.from_offset, args.to_offset) for p in args.partition]
-    report = redrive(Stream.from_config(_config(args), args.stream), window)
+    report = redrive(Stream.from_config(_config(args), args.stream), _offsets(args))
     print(
         f"{report.stream}: examined {report.examined} dead letters; moved {report.moved} into the"
         f" table {report.moved_per_partition}; {report.still_dead} still fail"
@@ -343,6 +406,19 @@ def build_parser() -> argparse.ArgumentParser:
     redrive.add_argument("--partition", type=int, action="append")
     redrive.add_argument("--from-offset", type=int)
     redrive.add_argument("--to-offset", type=int)
+
+    derive_ = command(
+        "derive",
+        cmd_derive,
+        "bring derived tables up to date (and derive an offset or time window again)",
+    )
+    derive_.add_argument("--stream")
+    derive_.add_argument("--table", help="one derived table (default: all of --stream, or all)")
+    derive_.add_argument("--partition", type=int, action="append")
+    derive_.add_argument("--from-offset", type=int)
+    derive_.add_argument("--to-offset", type=int)
+    derive_.add_argument("--from", dest="from_time")
+    derive_.add_argument("--to", dest="to_time")
 
     check = command(
         "check-connection",

@@ -12,10 +12,12 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import duckdb
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from connectors.errors import ConfigError
+from connectors.errors import ConfigError, SchemaError
+from connectors.table_schema import KAFKA_FIELDS, load_schema
 
 DEFAULT_CONFIG = "lakeport.yaml"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -60,6 +62,42 @@ class LakehouseConfig(_Strict):
     storage_options: dict[str, SecretStr] = Field(default_factory=dict)
 
 
+class DerivedConfig(_Strict):
+    """A table derived from a stream's raw table (see `connectors.derived`).
+
+    `events`: the raw rows matching `where`, one row per distinct event (`event_id`), with the
+    columns of `schema_file` read from the JSON in `json_column`. `latest-state`: the same
+    rows reduced to one per `key`, the newest by `order_by` (then partition and offset).
+    """
+
+    kind: Literal["events", "latest-state"]
+    where: str = Field(min_length=1)
+    schema_file: str = Field(min_length=1)
+    json_column: str = "object"
+    event_id: str = "id"
+    event_columns: list[str] = Field(default_factory=lambda: ["id", "type", "created_at"])
+    key: list[str] = Field(default_factory=list)
+    order_by: list[str] = Field(default_factory=list)
+    cluster_by: str | None = None
+    batch_records: int = Field(default=200_000, gt=0)
+    description: str | None = None
+    owners: list[str] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _kind_fits(self) -> DerivedConfig:
+        if self.kind == "latest-state" and not self.key:
+            raise ValueError("key: a latest-state table needs the columns that identify an entity")
+        if self.kind == "events" and (self.key or self.order_by):
+            raise ValueError(
+                "key/order_by: an events table has one row per event_id; use kind: latest-state"
+                " for one row per entity"
+            )
+        if self.event_id not in self.event_columns:
+            raise ValueError(f"event_columns: must include event_id ({self.event_id!r})")
+        return self
+
+
 class StreamConfig(_Strict):
     """One Kafka topic landed in one Delta table (plus its dead-letter table)."""
 
@@ -89,6 +127,7 @@ class StreamConfig(_Strict):
     description: str | None = None
     owners: list[str] = Field(default_factory=list)
     tags: dict[str, str] = Field(default_factory=dict)
+    derived: dict[Annotated[str, Field(pattern=_NAME)], DerivedConfig] = Field(default_factory=dict)
 
 
 class LakeportConfig(_Strict):
@@ -119,6 +158,14 @@ class LakeportConfig(_Strict):
                 raise ValueError(
                     f"streams.{name}.schema_file: {self.schema_path(stream)} does not exist"
                 )
+        taken = {*tables, *(f"{t}_dead_letters" for t in tables)}
+        for name, stream in self.streams.items():
+            for table, derived in stream.derived.items():
+                where = f"streams.{name}.derived.{table}"
+                if table in taken or f"{table}_dead_letters" in taken:
+                    raise ValueError(f"{where}: table name {table!r} is already used")
+                taken |= {table, f"{table}_dead_letters"}
+                check_derived(where, self.schema_path(stream), self.schema_path(derived), derived)
         return self
 
     def stream(self, name: str) -> StreamConfig:
@@ -130,19 +177,82 @@ class LakeportConfig(_Strict):
                 f"unknown stream {name!r}; configured streams: {', '.join(sorted(self.streams))}"
             ) from None
 
-    def schema_path(self, stream: StreamConfig) -> Path:
+    def schema_path(self, stream: StreamConfig | DerivedConfig) -> Path:
         """Schema files are looked up relative to the config file's `schemas/` folder."""
         path = Path(stream.schema_file)
         return path if path.is_absolute() else self.base_dir / "schemas" / path
 
-    def table_uri(self, stream: StreamConfig) -> str:
-        return _join_uri(self.lakehouse.root, stream.table, self.base_dir)
+    def table_uri(self, stream: StreamConfig | str) -> str:
+        """Where a stream's table (or the table named so, e.g. a derived one) lives."""
+        name = stream if isinstance(stream, str) else stream.table
+        return _join_uri(self.lakehouse.root, name, self.base_dir)
 
     def dead_letter_uri(self, stream: StreamConfig) -> str:
         return _join_uri(self.lakehouse.root, f"{stream.table}_dead_letters", self.base_dir)
 
     def storage_options(self) -> dict[str, str]:
         return {k: v.get_secret_value() for k, v in self.lakehouse.storage_options.items()}
+
+
+def check_derived(where: str, raw_schema: Path, schema: Path, derived: DerivedConfig) -> None:
+    """The columns a derived table names exist, with the types they need (errors name the key)."""
+    if not schema.is_file():
+        raise ValueError(f"{where}.schema_file: {schema} does not exist")
+    try:
+        raw, own = load_schema(raw_schema), load_schema(schema)
+    except SchemaError as exc:
+        raise ValueError(str(exc)) from None
+    raw_columns = {c.name: c for c in raw.columns}
+    try:
+        con = duckdb.connect()
+        con.register("raw", raw.arrow.empty_table())
+        con.execute(f"SELECT count(*) FROM raw WHERE ({derived.where})")
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ValueError(
+            f"{where}.where: not a condition over the stream's columns: {first}"
+        ) from None
+    for key, names in (
+        ("json_column", [derived.json_column]),
+        ("event_columns", derived.event_columns),
+    ):
+        unknown = [n for n in names if n not in raw_columns]
+        if unknown:
+            raise ValueError(
+                f"{where}.{key}: {unknown} not among the stream's columns ({', '.join(raw_columns)})"
+            )
+    required = {c.name for c in own.columns if c.required} | {
+        f"event_{n}" for n in derived.event_columns if raw_columns[n].required
+    }
+    events = {f"event_{n}" for n in derived.event_columns}
+    columns = {c.name for c in own.columns} | events
+    clash = columns.intersection(f.name for f in KAFKA_FIELDS) | events.intersection(
+        c.name for c in own.columns
+    )
+    if clash:
+        raise ValueError(
+            f"{where}.schema_file: columns {sorted(clash)} clash with the Kafka or event columns"
+        )
+    columns |= {f.name for f in KAFKA_FIELDS}
+    for key, names in (
+        ("key", derived.key),
+        ("order_by", derived.order_by),
+        ("cluster_by", [derived.cluster_by] if derived.cluster_by else []),
+    ):
+        unknown = [n for n in names if n not in columns]
+        if unknown:
+            raise ValueError(f"{where}.{key}: unknown columns {unknown} (known: {sorted(columns)})")
+    for key, names in (
+        ("key", derived.key),
+        ("cluster_by", [derived.cluster_by] if derived.cluster_by else []),
+        ("event_id", [f"event_{derived.event_id}"]),
+    ):
+        optional = [n for n in names if n not in required]
+        if optional:
+            raise ValueError(
+                f"{where}.{key}: columns {optional} must be required (not nullable) in the"
+                " schema: a row without them could not be placed"
+            )
 
 
 def _join_uri(root: str, name: str, base_dir: Path) -> str:

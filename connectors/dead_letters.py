@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from connectors.decoders import per_partition
 from connectors.delta_store import storage_error, window_filter
 from connectors.errors import ConcurrentChange
 from connectors.ranges import OffsetRange
@@ -73,9 +72,9 @@ def _redrive_once(stream: Stream, window: list[OffsetRange] | None) -> RedriveRe
     decoded = stream.decoder().decode(pending.select(RAW_SCHEMA.names))
     if decoded.rows.num_rows:
         update = writer.update()
-        report.moved_per_partition = per_partition(decoded.rows)
-        for partition, moved in report.moved_per_partition.items():
-            update.move_dead(partition, moved)
+        for span, moved in _moved_spans(decoded.rows).items():
+            update.move_dead(span, moved)
+            report.moved_per_partition[span.partition] = moved
         writer.commit(
             update,
             append_rows(decoded.rows),
@@ -91,6 +90,19 @@ def _redrive_once(stream: Stream, window: list[OffsetRange] | None) -> RedriveRe
     if remove.num_rows or changed.num_rows:
         _apply_to_dead_letters(stream, remove, changed)
     return report
+
+
+def _moved_spans(rows: pa.Table) -> dict[OffsetRange, int]:
+    """Per partition, the span from the first to the last moved offset and how many moved."""
+    stats = rows.group_by("kafka_partition").aggregate(
+        [("kafka_offset", "min"), ("kafka_offset", "max"), ("kafka_offset", "count")]
+    )
+    return {
+        OffsetRange(row["kafka_partition"], row["kafka_offset_min"], row["kafka_offset_max"] + 1): (
+            row["kafka_offset_count"]
+        )
+        for row in stats.to_pylist()
+    }
 
 
 def _already_landed(main: object, dead: pa.Table) -> pa.Table:

@@ -26,13 +26,13 @@ from connectors.ranges import OffsetRange
 from connectors.retry import retrying
 
 
-def window_predicate(ranges: Iterable[OffsetRange]) -> str:
-    """A Delta predicate selecting exactly the rows of `ranges`."""
+def window_predicate(ranges: Iterable[OffsetRange], alias: str = "") -> str:
+    """A Delta predicate selecting exactly the rows of `ranges` (of table `alias`, in a MERGE)."""
+    p, o = (f"{alias}.{c}" if alias else c for c in ("kafka_partition", "kafka_offset"))
     parts = [
-        f"(kafka_partition = {r.partition} AND kafka_offset >= {r.start} AND kafka_offset < {r.end})"
-        for r in sorted(ranges)
+        f"({p} = {r.partition} AND {o} >= {r.start} AND {o} < {r.end})" for r in sorted(ranges)
     ]
-    return " OR ".join(parts) if parts else "false"
+    return f"({' OR '.join(parts)})" if parts else "false"
 
 
 def window_filter(ranges: Iterable[OffsetRange]) -> ds.Expression | None:

@@ -12,10 +12,26 @@ over a few ids:
     lakeport/{topic}/{p}/dead               records in the dead-letter table
     lakeport/{topic}/{p}/covered            number of covered spans, then .../covered/{i}/start|end
     lakeport/{topic}/{p}/lost               number of spans lost to retention, then .../lost/{i}/...
+    lakeport/{topic}/{p}/rewritten          number of spans rewritten after they were covered,
+                                            then .../rewritten/{i}/start|end|seq
+    lakeport/{topic}/{p}/source_seq         derived tables: the source table's seq of p they reflect
 
 Every commit that touches partition p rewrites p's ids, so two writers racing on p collide in
 delta-rs's conflict checker ("Concurrent transaction failed") and exactly one wins; writers on
 different partitions do not block each other.
+
+Derived tables (`connectors.derived`) keep the same ledger in their own log, in the same topic
+namespace: for them `covered` is the raw offsets they absorbed, so "which Kafka offsets does
+this table reflect" has one answer and one set of tools for raw and derived tables alike.
+What a derived table cannot learn from coverage is that rows it already absorbed changed: a
+`replace` backfill or a re-drive rewrites offsets that stay covered. So the raw ledger also
+records *rewritten* spans with the `seq` of the commit that rewrote them, and a derived table
+records the raw `seq` it has caught up with (`source_seq`); spans rewritten at a higher `seq`
+are what it must re-derive. Like the rest of the ledger this lives in `txn` actions, which
+survive checkpoints, log cleanup and vacuum (commit metadata and Delta's change data feed do
+not: both need the commit files or `_change_data` files of the versions in between). The list
+is kept short by merging the oldest neighbours, which can only widen what gets re-derived,
+never miss it.
 """
 
 from __future__ import annotations
@@ -28,8 +44,38 @@ from dataclasses import dataclass, field, replace
 from deltalake import DeltaTable, Transaction
 
 from connectors.errors import ConcurrentChange, LedgerError
-from connectors.ranges import OffsetRange, Spans
+from connectors.ranges import OffsetRange, Span, Spans
 from connectors.version import __version__
+
+Rewrite = tuple[int, int, int]
+"""Offsets [start, end) of a partition rewritten by the commit that raised its seq to `seq`."""
+
+MAX_REWRITES = 32
+"""Rewritten spans kept per partition; beyond it the closest neighbours merge (wider, safe)."""
+
+
+def merge_rewrites(rewrites: Iterable[Rewrite], limit: int = MAX_REWRITES) -> tuple[Rewrite, ...]:
+    """Sorted, disjoint rewritten spans, at most `limit`; a merged span keeps the highest seq.
+
+    Overlapping spans merge; beyond `limit`, the neighbours rewritten longest ago merge first
+    (closest first among equals): recent rewrites stay exact, old ones only get coarser for a
+    derived table that has not caught up with them.
+    """
+    merged: list[list[int]] = []
+    for start, end, seq in sorted(r for r in rewrites if r[1] > r[0]):
+        if merged and start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+            merged[-1][2] = max(merged[-1][2], seq)
+        else:
+            merged.append([start, end, seq])
+    while len(merged) > limit:
+        i = min(
+            range(len(merged) - 1),
+            key=lambda j: (max(merged[j][2], merged[j + 1][2]), merged[j + 1][0] - merged[j][1]),
+        )
+        right = merged.pop(i + 1)
+        merged[i][1], merged[i][2] = right[1], max(merged[i][2], right[2])
+    return tuple((s, e, q) for s, e, q in merged)
 
 
 @dataclass(frozen=True)
@@ -42,6 +88,8 @@ class PartitionLedger:
     records: int = 0
     dead: int = 0
     seq: int = 0
+    rewritten: tuple[Rewrite, ...] = ()
+    source_seq: int = 0
 
     @property
     def handled(self) -> Spans:
@@ -57,6 +105,10 @@ class PartitionLedger:
     def missing(self, below: int) -> Spans:
         """Offsets in [0, below) that are neither covered nor lost."""
         return Spans.of([(0, below)]).minus(self.handled)
+
+    def rewritten_after(self, seq: int) -> Spans:
+        """Offsets rewritten by commits that raised this partition's seq above `seq`."""
+        return Spans.of((s, e) for s, e, q in self.rewritten if q > seq)
 
 
 @dataclass(frozen=True)
@@ -93,6 +145,16 @@ def read_ledger(table: DeltaTable, topic: str) -> Ledger:
             for i in range(count)
         )
 
+    def rewrites(p: int) -> tuple[Rewrite, ...]:
+        return tuple(
+            (
+                version(_app(topic, p, "rewritten", i, "start")) or 0,
+                version(_app(topic, p, "rewritten", i, "end")) or 0,
+                version(_app(topic, p, "rewritten", i, "seq")) or 0,
+            )
+            for i in range(version(_app(topic, p, "rewritten")) or 0)
+        )
+
     partitions: dict[int, PartitionLedger] = {}
     for p in range(version(_app(topic, "partitions")) or 0):
         seq = version(_app(topic, p, "seq"))
@@ -105,6 +167,8 @@ def read_ledger(table: DeltaTable, topic: str) -> Ledger:
             records=version(_app(topic, p, "records")) or 0,
             dead=version(_app(topic, p, "dead")) or 0,
             seq=seq,
+            rewritten=rewrites(p),
+            source_seq=version(_app(topic, p, "source_seq")) or 0,
         )
     return Ledger(topic, partitions, table.version())
 
@@ -140,7 +204,10 @@ class LedgerUpdate:
     def replace(
         self, span: OffsetRange, records: int, dead: int, old_records: int, old_dead: int
     ) -> None:
-        """A window re-read and swapped in: coverage may grow, counts change by the difference."""
+        """A window re-read and swapped in: coverage may grow, counts change by the difference.
+
+        The part that was covered before is recorded as rewritten (derived tables re-derive it).
+        """
         current = self._current(span.partition)
         if current.lost.overlaps([(span.start, span.end)]):
             raise LedgerError(f"{span} overlaps offsets recorded as lost to retention")
@@ -149,13 +216,40 @@ class LedgerUpdate:
             covered=current.covered.union([(span.start, span.end)]),
             records=current.records + records - old_records,
             dead=current.dead + dead - old_dead,
+            rewritten=self._rewrites(current, current.covered.intersect([(span.start, span.end)])),
         )
         self.written.append(span)
 
-    def move_dead(self, partition: int, count: int) -> None:
-        """Dead letters re-driven into the main table: still covered, no longer dead."""
-        current = self._current(partition)
-        self._set(current, dead=current.dead - count)
+    def move_dead(self, span: OffsetRange, count: int) -> None:
+        """`count` dead letters of `span` re-driven into the main table: covered, no longer dead.
+
+        `span` (the re-driven records' first to last offset) is recorded as rewritten.
+        """
+        current = self._current(span.partition)
+        self._set(
+            current,
+            dead=current.dead - count,
+            rewritten=self._rewrites(current, [(span.start, span.end)]),
+        )
+
+    def rederive(self, partition: int, records: int, dead: int) -> None:
+        """Derived tables: covered offsets derived again; the partition's counts, recounted."""
+        self._set(self._current(partition), records=records, dead=dead)
+
+    def caught_up(self, source: PartitionLedger) -> None:
+        """Derived tables: every rewrite of the source partition up to its seq is derived again;
+        the source's retention losses are this table's too (nothing there to absorb)."""
+        current = self._current(source.partition)
+        self._set(current, source_seq=source.seq, lost=current.lost.union(source.lost))
+
+    def touch(self, partition: int) -> None:
+        """Include `partition` in this commit (its seq goes up) without changing it: a derived
+        table's rows mix partitions, so each of its commits fences every partition."""
+        self._set(self._current(partition))
+
+    def _rewrites(self, current: PartitionLedger, spans: Iterable[Span]) -> tuple[Rewrite, ...]:
+        seq = self.before.partition(current.partition).seq + 1  # the seq this commit writes
+        return merge_rewrites([*current.rewritten, *((s, e, seq) for s, e in spans)])
 
     def mark_lost(self, span: OffsetRange) -> None:
         """Offsets that retention removed before lakeport read them."""
@@ -210,12 +304,27 @@ class LedgerUpdate:
                 slots.append(((kind,), len(spans)))
                 for i, (start, end) in enumerate(spans):
                     slots += [((kind, i, "start"), start), ((kind, i, "end"), end)]
+            if new.rewritten or old.rewritten:  # tables never rewritten keep their old layout
+                slots.append((("rewritten",), len(new.rewritten)))
+                for i, (start, end, seq) in enumerate(new.rewritten):
+                    slots += [
+                        (("rewritten", i, "start"), start),
+                        (("rewritten", i, "end"), end),
+                        (("rewritten", i, "seq"), seq),
+                    ]
+            if new.source_seq or old.source_seq:
+                if new.source_seq < old.source_seq:
+                    raise LedgerError(f"partition {p}: source seq would go backwards")
+                slots.append((("source_seq",), new.source_seq))
             actions += [Transaction(_app(topic, p, *key), value, now) for key, value in slots]
         return actions
 
     def applied(self, table_version: int) -> Ledger:
-        """The ledger after this update, as of the commit that wrote it."""
-        return Ledger(self.before.topic, {**self.before.partitions, **self.after}, table_version)
+        """The ledger after this update, as of the commit that wrote it (seq bumped, as written)."""
+        written = {
+            p: replace(part, seq=self.before.partition(p).seq + 1) for p, part in self.after.items()
+        }
+        return Ledger(self.before.topic, {**self.before.partitions, **written}, table_version)
 
     def commit_metadata(
         self, operation: str, extra: dict[str, str] | None = None

@@ -10,6 +10,9 @@ Design notes:
 - Notification values follow /work/shared/upvest-events.md: envelope ``id, created_at,
   type, object, webhook_id``; compact JSON, raw UTF-8 (no ``\\u`` escapes); decimals as strings.
 - Keys are the user id (UTF-8 bytes): one user's events share a partition and stay in order.
+  With ``keys="event"`` each record is keyed by its event id instead, so one order's life
+  cycle is shuffled across partitions (what tenant- or entity-keyed topics look like to a
+  consumer that needs per-order state).
 - Awkward cases come from a second RNG, so the clean events of a stream are the same
   whatever ``Awkward`` says: awkward records are inserted between them (duplicates, unknown
   types, not JSON, not UTF-8) or replace them with a mutated copy (the other kinds).
@@ -17,6 +20,7 @@ Design notes:
 
 from __future__ import annotations
 
+import heapq
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -24,7 +28,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from random import Random
-from typing import Any
+from typing import Any, Literal
 
 from connectors.errors import LakeportError
 
@@ -50,6 +54,7 @@ KINDS = (
     "long_decimals",
     "not_json",
     "not_utf8",
+    "late",
 )
 """Every ``SampleRecord.kind`` value; ``ok`` is a clean event."""
 
@@ -74,6 +79,9 @@ class Awkward:
     """Value bytes that are not JSON (truncated events, HTML error pages, Avro framing)."""
     not_utf8: float = 0.0
     """Value bytes that are not valid UTF-8 (latin-1 / cp1252 / UTF-16 encoded JSON)."""
+    late: float = 0.0
+    """A clean event held back and produced up to 400 records later, after newer events about
+    the same order, position or balance (e.g. ``ORDER.PROCESSING`` after ``ORDER.FILLED``)."""
 
     def __post_init__(self) -> None:
         """Reject rates that cannot be fractions, so a typo fails loudly instead of silently."""
@@ -316,7 +324,8 @@ class _NotificationGenerator:
     CONCURRENT_FLOWS = 64
     INITIAL_USERS = 3000
 
-    def __init__(self, seed: int, start: datetime) -> None:
+    def __init__(self, seed: int, start: datetime, key_by_event: bool = False) -> None:
+        self.key_by_event = key_by_event
         self.rng = Random(seed)
         rng = self.rng
         self.clock = _Clock(start)
@@ -357,6 +366,7 @@ class _NotificationGenerator:
         record = _record
         getrandbits = rng.getrandbits
         mask, v4 = _UUID_MASK, _UUID_V4
+        by_event = self.key_by_event
         while True:
             # gaps of a few ms to a few seconds, mostly short (cubed uniform)
             u = random()
@@ -369,10 +379,10 @@ class _NotificationGenerator:
                 flows[i] = self._new_flow()
                 typ, key, obj = next(flows[i])
             h = f"{(getrandbits(128) & mask) | v4:032x}"  # inlined _uuid4
+            eid = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
             yield record(
-                key,
-                f'{{"id":"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}",'
-                f'"created_at":"{created}","type":"{typ}",'
+                eid.encode() if by_event else key,
+                f'{{"id":"{eid}","created_at":"{created}","type":"{typ}",'
                 f'"object":{obj},"webhook_id":"{webhook}"}}'.encode(),
                 clock.ns // 1_000_000,
                 "ok",
@@ -748,18 +758,20 @@ def notification_events(
     seed: int = 7,
     awkward: Awkward = Awkward(),  # frozen, so a shared default is safe
     start: datetime | None = None,
+    keys: Literal["user", "event"] = "user",
 ) -> Iterator[SampleRecord]:
     """Yield ``count`` Upvest Notifications records: same seed, same bytes.
 
     Clean events are order life cycles (NEW, PROCESSING, EXECUTION.FILLED, ORDER.FILLED,
     POSITION.UPDATED, CASH_BALANCE.UPDATED, CASH_TRANSACTION.EXECUTED, EXECUTION.SETTLED)
     plus cancelled orders, onboarding (USER.*, ACCOUNT.*) and data changes, interleaved over
-    a few thousand users and keyed by user id.  ``awkward`` mixes in the hostile cases.
+    a few thousand users and keyed by user id (``keys="event"``: by event id, which shuffles
+    a life cycle across partitions).  ``awkward`` mixes in the hostile cases.
     ``start`` (naive means UTC) is the time of the stream's beginning.
     """
     if count < 0:
         raise ValueError("count must be >= 0")
-    gen = _NotificationGenerator(seed, start or DEFAULT_START)
+    gen = _NotificationGenerator(seed, start or DEFAULT_START, key_by_event=keys == "event")
     clean = gen.records()
     if awkward.total == 0.0:
         yield from islice(clean, count)
@@ -778,6 +790,7 @@ def notification_events(
         ("missing_optional", awkward.missing_optional),
         ("empty_decimals", awkward.empty_decimals),
         ("long_decimals", awkward.long_decimals),
+        ("late", awkward.late),
     ):
         if rate > 0:
             acc += rate
@@ -792,13 +805,18 @@ def notification_events(
     webhook = gen.webhook_id
     users = gen.users
     make = _record
+    held: list[tuple[int, int, SampleRecord]] = []  # late events: (due index, order, record)
 
     def some_key(null_share: float = 0.0) -> bytes | None:
         if null_share and arandom() < null_share:
             return None
         return users[int(arandom() * len(users))].key
 
-    for _ in range(count):
+    for i in range(count):
+        if held and (held[0][0] <= i or len(held) >= count - i):  # due, or the stream ends
+            late = heapq.heappop(held)[2]  # produced now: today's Kafka timestamp
+            yield make(late.key, late.value, last_ts, "late")
+            continue
         u = arandom()
         if u >= limit:
             rec = next(clean)
@@ -818,7 +836,10 @@ def notification_events(
             if kind == "not_utf8":
                 yield make(some_key(0.3), _not_utf8(arng, clock, webhook), last_ts, "not_utf8")
                 continue
-            pending.append(kind)
+            if kind == "late" and len(held) + 2 < count - i:  # room to release it in time
+                heapq.heappush(held, (i + 1 + int(arandom() * 400), i, next(clean)))
+            elif kind != "late":
+                pending.append(kind)
             rec = next(clean)
         for j, kind in enumerate(pending):  # usually empty; else the event's first fitting case
             text = _mutate(kind, rec.value, arng)

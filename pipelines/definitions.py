@@ -5,14 +5,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dagster import (
+    AssetKey,
+    AssetsDefinition,
     AutomationCondition,
     Definitions,
     ExecutorDefinition,
     TimeWindowPartitionsDefinition,
 )
 
-from connectors import config_path
+from connectors import config_path, derived_tables
 from pipelines.assets import stream_assets
+from pipelines.derived import derived_asset
 from pipelines.resources import LakeportResource
 from pipelines.schedules import (
     ingest_job,
@@ -54,7 +57,8 @@ def build_definitions(
         if isinstance(config, LakeportResource)
         else LakeportResource(config_path=str(config_path(config).resolve()))
     )
-    assets, schedules, sensors, jobs = [], [], [], []
+    assets: list[AssetsDefinition] = []
+    schedules, sensors, jobs = [], [], []
     for stream, spec, asset in stream_assets(lakeport, translator, streams):
         name, key = stream.name, spec.key
         partitions = asset.partitions_def
@@ -66,7 +70,12 @@ def build_definitions(
                 )
             )
         assets.append(asset)
-        ingest = ingest_job(name, key, partitions, stream.config.workers, step_tags)
+        derived = derived_tables(lakeport.config(), name)
+        assets += [derived_asset(table, key, partitions) for table in derived]
+        derived_keys = [(table.name, AssetKey(table.name)) for table in derived]
+        ingest = ingest_job(
+            name, key, partitions, stream.config.workers, step_tags, derived=derived_keys
+        )
         jobs.append(ingest)
         if automation == "schedule":
             schedules.append(ingest_schedule(stream.config.schedule, ingest))

@@ -7,7 +7,7 @@ window the ledger now covers completely, and evaluates the stream's checks.
 """
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dagster import (
@@ -32,6 +32,7 @@ from dagster import (
 from connectors import RunReport, Shard, Stream, TransientError, run_forward, status
 from pipelines.assets import completed_windows, retry_later, run_metadata, span
 from pipelines.checks import as_evaluation, evaluate
+from pipelines.derived import derive_pending
 from pipelines.resources import LakeportResource
 
 
@@ -41,6 +42,7 @@ def ingest_job(
     partitions: TimeWindowPartitionsDefinition,
     workers: int = 1,
     step_tags: Mapping[str, Any] | None = None,
+    derived: Sequence[tuple[str, AssetKey]] = (),
 ) -> JobDefinition:
     """`<asset>_ingest`: forward ingestion, then the windows it completed, then the checks.
 
@@ -50,6 +52,7 @@ def ingest_job(
     every shard is done. A failed shard fails the run without touching the other shards'
     commits; re-executing the run from its failure redoes only what is missing. `step_tags`
     go on the ingestion steps (e.g. `dagster-k8s/config` with the resources a worker needs).
+    The stream's `derived` tables (name, asset key) then absorb what is pending.
     """
     ident = key.to_python_identifier()
     tags = dict(step_tags or {})
@@ -81,6 +84,7 @@ def ingest_job(
         for result in evaluate(engine, key):
             # Dagster logs check evaluations from any op; only its annotation lags behind.
             context.log_event(as_evaluation(result))  # type: ignore[arg-type]
+        derive_pending(context, lakeport, list(derived), partitions)
 
     if workers == 1:
 

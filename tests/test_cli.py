@@ -98,3 +98,47 @@ def test_user_errors_are_one_line_with_exit_code_2(make_config) -> None:
         and "go together" not in half.stdout
         and "lakeport: error:" in half.stderr
     )
+
+
+def test_derive_audit_status_and_query_of_derived_tables_from_the_shell(make_config) -> None:
+    from tests.test_derived import DERIVED
+
+    config: LakeportConfig = make_config(derived={"orders": DERIVED["orders"]})
+    path = config.base_dir / "lakeport.yaml"
+    assert (
+        lakeport("produce-sample", "--stream", "events", "--count", "900", config=path).returncode
+        == 0
+    )
+    assert lakeport("ingest", config=path).returncode == 0
+
+    derived = lakeport("derive", config=path)
+    assert derived.returncode == 0, derived.stderr
+    first, absorbed = derived.stdout.splitlines()[:2]
+    assert first.startswith("orders: ") and " inserted, 0 updated, 0 deleted in 1 commits" in first
+    assert absorbed.startswith("  absorbed: p0[0,")
+    again = lakeport(
+        "derive", "--table", "orders", "--partition", "2", "--from-offset", "0",
+        "--to-offset", "50", config=path,
+    )  # fmt: skip
+    assert again.returncode == 0 and "  derived again: p2[0,50)" in again.stdout
+
+    audit = lakeport("audit", config=path)
+    assert audit.returncode == 0, audit.stdout
+    assert "\norders: ok (" in audit.stdout
+    status = lakeport("status", config=path)
+    assert "  derived orders (table version 2): 0 raw offsets behind" in status.stdout
+    query = lakeport(  # a string filter on a MERGE-written (string_view) table
+        "query", "SELECT count(*) = count(DISTINCT id) FROM orders WHERE status <> 'X'", config=path
+    )
+    assert query.stdout.split("\n")[1].strip() == "True"
+
+    unknown = lakeport("derive", "--table", "nope", config=path)
+    assert (unknown.returncode, unknown.stderr.strip()) == (
+        2,
+        "lakeport: error: unknown derived table 'nope'; configured: orders",
+    )
+    half = lakeport("derive", "--from-offset", "3", config=path)
+    assert (half.returncode, half.stderr.strip()) == (
+        2,
+        "lakeport: error: --partition, --from-offset and --to-offset go together",
+    )

@@ -97,3 +97,76 @@ def test_sasl_without_credentials_is_refused(tmp_path: Path) -> None:
     body = VALID.replace("        sasl_username: acme\n", "")
     with pytest.raises(ConfigError, match="sasl_username and sasl_password are required"):
         load_config(write(tmp_path, body), env={"UPVEST_PASSWORD": "x"})
+
+
+DERIVED = (
+    VALID
+    + f"""\
+        derived:
+          orders:
+            kind: latest-state
+            where: "category = 'ORDER'"
+            schema_file: {SCHEMAS / "upvest_order.avsc"}
+            key: [id]
+            order_by: [updated_at, event_created_at]
+            cluster_by: created_at
+"""
+)
+
+
+def test_the_repository_config_declares_derived_tables_without_user_data() -> None:
+    config = load_config(Path(__file__).resolve().parent.parent / "lakeport.yaml", env={})
+    derived = config.streams["notifications"].derived
+    assert set(derived) == {
+        "orders",
+        "order_events",
+        "executions",
+        "positions",
+        "cash_balances",
+        "cash_transactions",
+        "accounts",
+    }
+    assert not any("USER" in d.where for d in derived.values())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ("key: [id]", "key: [idd]"),
+            "streams.notifications.derived.orders.key: unknown columns ['idd']",
+        ),
+        (
+            ("key: [id]", "key: [status]"),
+            "streams.notifications.derived.orders.key: columns ['status'] must be required",
+        ),
+        (
+            ("category = 'ORDER'", "categori = 'ORDER'"),
+            "streams.notifications.derived.orders.where: not a condition over the stream's columns",
+        ),
+        (
+            ("kind: latest-state", "kind: latest"),
+            "streams.notifications.derived.orders.kind: Input should be 'events' or 'latest-state'",
+        ),
+        (
+            ("kind: latest-state", "kind: events"),
+            "streams.notifications.derived.orders: key/order_by: an events table has one row",
+        ),
+        (
+            ("cluster_by: created_at", "cluster_by: updated_at"),
+            "streams.notifications.derived.orders.cluster_by: columns ['updated_at'] must be",
+        ),
+        (
+            ("          orders:", "          notifications:"),
+            "table name 'notifications' is already",
+        ),
+        (("upvest_order.avsc", "nope.avsc"), "streams.notifications.derived.orders.schema_file:"),
+    ],
+)
+def test_an_invalid_derived_table_fails_on_load_naming_the_bad_key(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    assert load_config(write(tmp_path, DERIVED), env={"UPVEST_PASSWORD": "x"})
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, DERIVED.replace(*change)), env={"UPVEST_PASSWORD": "x"})
+    assert message in str(error.value)

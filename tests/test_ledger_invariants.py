@@ -26,6 +26,7 @@ from connectors.kafka_client import open_consumer, partition_marks
 from connectors.ledger import Ledger, LedgerUpdate, PartitionLedger, read_ledger
 from connectors.planner import plan_forward
 from connectors.ranges import OffsetRange, Spans
+from connectors.writer import append_rows
 from dev.history import synthesize_commits
 from dev.sample_events import notification_events
 from tests.helpers import (
@@ -515,3 +516,50 @@ def test_ledger_update_refuses_overlap_shrink_and_impossible_counts() -> None:
     assert actions["lakeport/t/1/covered"] == 1
     assert actions["lakeport/t/1/covered/0/end"] == 80
     assert actions["lakeport/t/1/records"] == 80
+
+
+def test_a_writer_s_ledger_after_its_own_commit_equals_the_ledger_read_back(make_config) -> None:
+    """The cached ledger a writer keeps after committing carries the seq it wrote: a stale seq
+    would let a later update rebase over another writer's commit."""
+    stream = _stream(make_config)
+    produce(stream, 300, seed=1)
+    run_forward(stream)
+    writer = stream.writer()
+    for p in range(2):
+        update = writer.update()
+        update.mark_lost(OffsetRange(p, 10_000, 10_001))
+        writer.commit(update, append_rows(stream.table.schema.empty_table()), "retention")
+        assert writer.ledger == read_ledger(DeltaTable(stream.table.uri), stream.topic)
+
+
+def test_rewritten_spans_stay_exact_when_recent_and_only_widen_when_merged() -> None:
+    from connectors.ledger import merge_rewrites
+
+    # overlapping spans merge and keep the newest seq; adjacent ones of other seqs stay apart
+    assert merge_rewrites([(0, 100, 3), (50, 150, 5), (150, 200, 9)]) == (
+        (0, 150, 5),
+        (150, 200, 9),
+    )
+    # beyond the limit the oldest neighbours merge first; recent rewrites stay exact
+    many = [(i * 10, i * 10 + 5, i + 1) for i in range(40)]
+    kept = merge_rewrites(many, limit=32)
+    assert len(kept) == 32 and kept[-20:] == tuple(many[-20:])
+    for after_seq in range(0, 41):  # what a derived table re-derives only grows
+        wanted = Spans.of((s, e) for s, e, q in many if q > after_seq)
+        got = Spans.of((s, e) for s, e, q in kept if q > after_seq)
+        assert not wanted.minus(got), after_seq
+
+
+def test_a_replace_records_what_it_rewrote_and_a_fresh_window_is_not_a_rewrite() -> None:
+    before = _ledger(p0=([(0, 100)], [], 100))
+    update = LedgerUpdate(before)
+    update.replace(OffsetRange(0, 80, 150), 70, 0, 20, 0)  # [100, 150) is new coverage
+    update.move_dead(OffsetRange(1, 5, 9), 0)
+    actions = {t.app_id: t.version for t in update.transactions()}
+    assert [actions[f"lakeport/t/0/rewritten/0/{k}"] for k in ("start", "end", "seq")] == [
+        80,
+        100,
+        4,
+    ]
+    assert actions["lakeport/t/1/rewritten"] == 1 and actions["lakeport/t/1/rewritten/0/seq"] == 1
+    assert "lakeport/t/0/source_seq" not in actions, "raw tables write no source seq"

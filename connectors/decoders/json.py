@@ -77,8 +77,12 @@ def _typed(column: Column, text: str) -> str:
         return text
     kind = avro if isinstance(avro, str) else avro.get("type")
     logical = None if isinstance(avro, str) else avro.get("logicalType")
-    if logical == "decimal":
-        return f"TRY_CAST({text} AS DECIMAL({avro['precision']}, {avro.get('scale', 0)}))"
+    if logical == "decimal":  # more fractional digits than the scale: not valid, never rounded
+        scale = avro.get("scale", 0)
+        return (
+            f"CASE WHEN length(rtrim(split_part({text}, '.', 2), '0')) <= {scale}"
+            f" THEN TRY_CAST({text} AS DECIMAL({avro['precision']}, {scale})) END"
+        )
     if logical in ("timestamp-millis", "timestamp-micros", "timestamp-nanos"):
         return f"TRY_CAST({text} AS TIMESTAMPTZ)"
     if logical in ("local-timestamp-millis", "local-timestamp-micros"):
