@@ -326,3 +326,16 @@ def config_file(stream: Stream) -> Path:
 def table_version(stream: Stream) -> int:
     table = DeltaTable(stream.table.uri)
     return table.version()
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> str:
+    """How a user meets a failure: exit 2, no traceback, at most a few lines on stderr, and
+    one `lakeport: error:` line holding every one of `words`. Returns that line."""
+    assert proc.returncode == 2, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.splitlines()) <= 3, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("lakeport: error: ")]
+    assert len(lines) == 1, proc.stderr
+    for word in words:
+        assert word in lines[0], f"{word!r} not in {lines[0]!r}"
+    return lines[0]
