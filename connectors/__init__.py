@@ -48,7 +48,7 @@ from connectors.errors import (
     UserError,
 )
 from connectors.ingest import RunReport, offset_window, run_forward, run_time_window, run_window
-from connectors.kafka_client import client_settings
+from connectors.kafka_client import client_settings, rdkafka_logger
 from connectors.ledger import Ledger, PartitionLedger, read_ledger
 from connectors.planner import Mode, Plan
 from connectors.query import run_query
@@ -107,6 +107,7 @@ __all__ = [
     "load_config",
     "load_schema",
     "offset_window",
+    "rdkafka_logger",
     "read_ledger",
     "redrive",
     "run_forward",
