@@ -1,19 +1,25 @@
-"""Where a Delta table lives, how to open it, and storage failures in plain words.
+"""Where a Delta table lives, how to open and read it, and storage failures in plain words.
 
 Readers (`status`, `audit`, `query`, re-drive) and the writer open tables only through
 `DeltaStore`, so storage options (which may hold keys) stay out of reprs and every storage
 failure becomes one catalogued error naming the table and the fix.
+
+Tables are read through `source` / `read_rows`: pyarrow's dataset (lazy, with projection and
+filter pushdown) when delta-rs can give one, else delta-rs' own DataFusion `scan()`, which also
+reads what other writers add, such as Spark's deletion vectors (`to_pyarrow_dataset()` refuses
+those tables).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
-from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.exceptions import DeltaError, DeltaProtocolError, TableNotFoundError
 
 from connectors.errors import (
     AccessDenied,
@@ -46,6 +52,45 @@ def window_filter(ranges: Iterable[OffsetRange]) -> ds.Expression | None:
         )
         expr = one if expr is None else expr | one
     return expr
+
+
+class TableScan:
+    """A Delta table that DuckDB (or any Arrow consumer) can scan again and again.
+
+    Each scan is a fresh `DeltaTable.scan()`: delta-rs' DataFusion reader, which applies
+    deletion vectors and column mapping. It has no projection pushdown from DuckDB, so it is
+    the fallback for tables `to_pyarrow_dataset()` refuses, not the default.
+    """
+
+    def __init__(self, table: DeltaTable, columns: list[str] | None = None) -> None:
+        self.table = table
+        self.columns = columns
+
+    def __arrow_c_stream__(self, requested_schema: object = None) -> Any:
+        return self.table.scan(columns=self.columns).__arrow_c_stream__(requested_schema)
+
+
+def source(table: DeltaTable, columns: list[str] | None = None) -> ds.Dataset | TableScan:
+    """The table as something DuckDB can register: a lazy dataset, or a `TableScan` when the
+    table uses reader features pyarrow's dataset cannot apply (deletion vectors)."""
+    try:
+        return table.to_pyarrow_dataset()
+    except DeltaProtocolError:
+        return TableScan(table, columns)
+
+
+def read_rows(
+    table: DeltaTable, ranges: Iterable[OffsetRange] | None = None, columns: list[str] | None = None
+) -> pa.Table:
+    """The rows of `ranges` (all rows if None) of this snapshot, honouring deletion vectors."""
+    window = None if ranges is None else list(ranges)
+    found = source(table, columns)
+    if isinstance(found, ds.Dataset):
+        return found.to_table(
+            columns=columns, filter=None if window is None else window_filter(window)
+        )
+    predicate = None if window is None else window_predicate(window)
+    return pa.table(table.scan(columns=columns, predicate=predicate))
 
 
 def storage_error(uri: str, exc: BaseException, doing: str = "open") -> LakeportError:
@@ -122,7 +167,10 @@ class DeltaStore:
 
     def count_in(self, table: DeltaTable, ranges: Iterable[OffsetRange]) -> int:
         """Rows of `ranges` in this snapshot (file statistics prune most files)."""
-        expr = window_filter(ranges)
-        if expr is None:
+        window = list(ranges)
+        if not window:
             return 0
-        return table.to_pyarrow_dataset().count_rows(filter=expr)
+        found = source(table)
+        if isinstance(found, ds.Dataset):
+            return found.count_rows(filter=window_filter(window))
+        return read_rows(table, window, columns=["kafka_offset"]).num_rows
