@@ -220,8 +220,13 @@ class LedgerUpdate:
     def commit_metadata(
         self, operation: str, extra: dict[str, str] | None = None
     ) -> dict[str, str]:
-        """What this commit did, readable in `DESCRIBE HISTORY` (the txn slots are the truth)."""
+        """What this commit did, readable in `DESCRIBE HISTORY` (the txn slots are the truth).
+
+        delta-rs puts these keys at the top level of `commitInfo`; `userMetadata` is where the
+        Delta protocol (and Spark's `DESCRIBE HISTORY`) looks for a commit's human summary.
+        """
         return {
+            "userMetadata": self.summary(operation),
             "lakeport.operation": operation,
             "lakeport.topic": self.before.topic,
             "lakeport.ranges": _ranges_json(self.written),
@@ -229,6 +234,18 @@ class LedgerUpdate:
             "lakeport.version": __version__,
             **(extra or {}),
         }
+
+    def summary(self, operation: str) -> str:
+        """One line for people: `lakeport forward of topic 'x': p0[0,500) p1[0,480)`."""
+        text = f"lakeport {operation} of topic {self.before.topic!r}"
+        if self.written:
+            text += ": " + " ".join(str(r) for r in sorted(self.written))
+        if self.lost:
+            text += "; lost to retention: " + " ".join(str(r) for r in sorted(self.lost))
+        moved = {p: part.dead for p, part in self.after.items()}
+        if not self.written and not self.lost and moved:
+            text += ": dead letters re-driven in partitions " + ", ".join(map(str, sorted(moved)))
+        return text
 
 
 def _ranges_json(ranges: Iterable[OffsetRange]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
@@ -160,3 +161,21 @@ def test_progress_is_mirrored_to_the_consumer_group_but_never_read_back(stream: 
     total = {p: per_partition.get(p, 0) + more.get(p, 0) for p in per_partition | more}
     assert positions(stream) == sorted((p, o) for p, n in total.items() for o in range(n))
     assert group_offsets() == total
+
+
+def test_each_commit_carries_a_human_summary_in_user_metadata(stream: Stream) -> None:
+    """Spark's DESCRIBE HISTORY shows commitInfo.userMetadata: what the commit landed."""
+    per = produce(stream, 200)
+    run_forward(stream)
+    table = DeltaTable(stream.table.uri)
+    log = json.loads(
+        (Path(stream.table.uri) / "_delta_log" / f"{table.version():020d}.json")
+        .read_text()
+        .splitlines()[0]
+    )
+    info = log.get("commitInfo") or {}
+    assert info["userMetadata"] == (
+        f"lakeport forward of topic {stream.topic!r}: "
+        + " ".join(f"p{p}[0,{n})" for p, n in sorted(per.items()))
+    )
+    assert table.history(1)[0]["userMetadata"] == info["userMetadata"]
