@@ -202,7 +202,7 @@ class LedgerUpdate:
             if new.records < 0 or new.dead < 0 or new.dead > new.records:
                 raise LedgerError(f"partition {p}: impossible counts {new.records}/{new.dead}")
             slots: list[tuple[tuple[object, ...], int]] = [
-                (("seq",), old.seq + 1),
+                (("seq",), self._next_seq(p)),
                 (("records",), new.records),
                 (("dead",), new.dead),
             ]
@@ -214,8 +214,17 @@ class LedgerUpdate:
         return actions
 
     def applied(self, table_version: int) -> Ledger:
-        """The ledger after this update, as of the commit that wrote it."""
-        return Ledger(self.before.topic, {**self.before.partitions, **self.after}, table_version)
+        """The ledger after this update, as of the commit that wrote it.
+
+        Each touched partition's `seq` is the bumped one `transactions()` wrote: a writer that
+        kept the old value would write the same `seq` again on its next commit, and a racing
+        writer's rebase would then take that partition for untouched and land it twice.
+        """
+        after = {p: replace(new, seq=self._next_seq(p)) for p, new in self.after.items()}
+        return Ledger(self.before.topic, {**self.before.partitions, **after}, table_version)
+
+    def _next_seq(self, p: int) -> int:
+        return self.before.partition(p).seq + 1
 
     def commit_metadata(
         self, operation: str, extra: dict[str, str] | None = None
