@@ -104,17 +104,23 @@ class LakeportConsumer(Consumer):
     group_id: str
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
-        """As Consumer.consume, but a denied consumer group is an error, not a record error.
+        """As Consumer.consume, but denied permissions are errors in plain words, not record
+        errors.
 
         librdkafka looks up the group coordinator even for assigned partitions and reports a
         denied group as an error event tagged with some partition, which would read as a
-        failure of that partition.
+        failure of that partition; a user who may DESCRIBE a topic but not READ it learns so
+        only from the fetch, as an error event per partition.
         """
         messages = super().consume(num_messages, timeout)
         for m in messages:
             err = m.error()
-            if err is not None and err.code() == RdKafkaError.GROUP_AUTHORIZATION_FAILED:
+            if err is None:
+                continue
+            if err.code() == RdKafkaError.GROUP_AUTHORIZATION_FAILED:
                 raise AccessDenied(group_problem(self.health.conn, self.group_id))
+            if err.code() == RdKafkaError.TOPIC_AUTHORIZATION_FAILED:
+                raise topic_problem(self.health.conn, str(m.topic()), err)
         return messages
 
 

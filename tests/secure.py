@@ -129,6 +129,28 @@ def deny_topic(broker: LocalBroker, topic: str) -> None:
     )
 
 
+def describe_only(broker: LocalBroker, topic: str) -> None:
+    """The user `lakeport` may DESCRIBE `topic` (metadata, offsets) but not READ it."""
+    set_acls(
+        broker,
+        [
+            AclBinding(
+                ResourceType.TOPIC,
+                topic,
+                ResourcePatternType.LITERAL,
+                f"User:{USER.username}",
+                "*",
+                operation,
+                permission,
+            )
+            for operation, permission in (
+                (AclOperation.DESCRIBE, AclPermissionType.ALLOW),
+                (AclOperation.READ, AclPermissionType.DENY),
+            )
+        ],
+    )
+
+
 def restrict_groups(broker: LocalBroker, prefix: str) -> None:
     """The user `lakeport` may use consumer groups starting with `prefix` only.
 
