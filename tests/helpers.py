@@ -25,6 +25,7 @@ from deltalake import DeltaTable
 
 from connectors import Stream
 from connectors.coverage import audit, status
+from connectors.delta_store import read_rows
 from connectors.kafka_client import client_settings
 from connectors.ledger import Ledger, read_ledger
 from connectors.ranges import Spans
@@ -181,7 +182,7 @@ def data_pairs(stream: Stream, dead_letters: bool = True) -> list[Pair]:
         table = store.open_existing()
         if table is None:
             continue
-        t = table.to_pyarrow_table(columns=["kafka_partition", "kafka_offset"])
+        t = read_rows(table, columns=["kafka_partition", "kafka_offset"])
         pairs += zip(t["kafka_partition"].to_pylist(), t["kafka_offset"].to_pylist(), strict=True)
     return sorted(pairs)
 
