@@ -12,6 +12,7 @@ those tables).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,10 +96,10 @@ def read_rows(
 
 def storage_error(uri: str, exc: BaseException, doing: str = "open") -> LakeportError:
     """One catalogued error for a storage failure (delta-rs reports them as OSError/DeltaError)."""
-    text = str(exc).replace("\n", " ")
+    text = _plain(str(exc))
     lower = text.lower()
     where = f"cannot {doing} table {uri}"
-    if "allow_http" in lower or ("http://" in lower and "https" in lower and "scheme" in lower):
+    if "allow_http" in lower or "url scheme is not allowed" in lower:
         return ConfigError(
             f"{where}: the storage endpoint uses http:// but HTTP is not allowed; set"
             ' AWS_ALLOW_HTTP: "true" in lakehouse.storage_options (or use https)'
@@ -121,7 +122,26 @@ def storage_error(uri: str, exc: BaseException, doing: str = "open") -> Lakeport
         )
     if "read-only file system" in lower:
         return AccessDenied(f"{where}: the file system is read-only")
+    if "connect error" in lower or "connection refused" in lower or "dns error" in lower:
+        return StorageUnavailable(
+            f"{where}: the storage endpoint did not answer ({_last_cause(text)}); check"
+            " lakehouse.root and AWS_ENDPOINT_URL in lakehouse.storage_options, and that the"
+            " store is up"
+        )
     return StorageUnavailable(f"{where}: {_first_sentence(text)}")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _plain(text: str) -> str:
+    """object_store's multi-line, coloured cause chain (`↳` per cause) as one line."""
+    causes = [" ".join(part.split()) for part in _ANSI.sub("", text).split("↳")]
+    return ": ".join(cause for cause in causes if cause)
+
+
+def _last_cause(text: str) -> str:
+    return text.rsplit(": ", 1)[-1]
 
 
 def _first_sentence(text: str) -> str:

@@ -25,6 +25,7 @@ from tests.conftest import SCHEMAS
 from tests.helpers import (
     ROOT,
     assert_one_line_error,
+    closed_port,
     data_pairs,
     delete_records,
     ensure_topic,
@@ -32,13 +33,6 @@ from tests.helpers import (
     ledger,
     produce,
 )
-
-
-def closed_port() -> int:
-    """A port of 127.0.0.1 nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
