@@ -25,11 +25,11 @@ from deltalake import DeltaTable
 
 from connectors import Stream
 from connectors.coverage import audit, status
-from connectors.delta_store import read_rows
+from connectors.delta_store import DeltaStore, read_rows
 from connectors.kafka_client import client_settings
 from connectors.ledger import Ledger, read_ledger
 from connectors.ranges import Spans
-from dev.sample_events import notification_events, produce_sample
+from dev.sample_events import Awkward, notification_events, produce_sample
 
 ROOT = Path(__file__).resolve().parent.parent
 Pair = tuple[int, int]
@@ -57,6 +57,23 @@ def produce(
 
 
 _ready: set[str] = set()
+
+
+def produce_awkward(
+    stream: Stream, count: int, seed: int, rate: float = 0.04, partitions: int = 6
+) -> dict[int, int]:
+    """`count` sample notifications, `rate` of them undecodable (half not JSON, half not
+    UTF-8): every micro-batch has dead letters. Records per partition."""
+    ensure_topic(stream, partitions)
+    report = produce_sample(
+        client_settings(stream.connection),
+        stream.topic,
+        notification_events(
+            count, seed=seed, awkward=Awkward(not_json=rate / 2, not_utf8=rate / 2)
+        ),
+        partitions=partitions,
+    )
+    return report.per_partition
 
 
 def ensure_topic(stream: Stream, partitions: int = 6, timeout: float = 30.0) -> None:
@@ -176,15 +193,17 @@ def broker_pairs(stream: Stream, timeout: float = 30.0) -> set[Pair]:
 
 def data_pairs(stream: Stream, dead_letters: bool = True) -> list[Pair]:
     """All (partition, offset) rows of the table (and its dead letters), sorted, duplicates kept."""
-    pairs: list[Pair] = []
     stores = [stream.table, stream.dead_letters] if dead_letters else [stream.table]
-    for store in stores:
-        table = store.open_existing()
-        if table is None:
-            continue
-        t = read_rows(table, columns=["kafka_partition", "kafka_offset"])
-        pairs += zip(t["kafka_partition"].to_pylist(), t["kafka_offset"].to_pylist(), strict=True)
-    return sorted(pairs)
+    return sorted(pair for store in stores for pair in store_pairs(store))
+
+
+def store_pairs(store: DeltaStore) -> list[Pair]:
+    """The (partition, offset) of every row of one table (none if it does not exist yet)."""
+    table = store.open_existing()
+    if table is None:
+        return []
+    t = read_rows(table, columns=["kafka_partition", "kafka_offset"])
+    return list(zip(t["kafka_partition"].to_pylist(), t["kafka_offset"].to_pylist(), strict=True))
 
 
 def ledger(stream: Stream) -> Ledger:

@@ -31,17 +31,17 @@ from connectors import Stream, run_forward
 from connectors.coverage import audit
 from connectors.kafka_client import client_settings
 from connectors.ranges import OffsetRange
-from dev.sample_events import Awkward, notification_events, produce_sample
 from tests.helpers import (
     assert_consistent,
     config_file,
     covered,
     data_pairs,
-    ensure_topic,
     lakeport_cli,
     ledger,
     produce,
+    produce_awkward,
     run_runner,
+    store_pairs,
 )
 
 KILLED = -signal.SIGKILL
@@ -204,25 +204,13 @@ print("survived")
 
 
 def _awkward_stream(make_config) -> tuple[Stream, dict[int, int]]:
-    """900 records, about 5 % undecodable, so every micro-batch of 150 has dead letters."""
+    """900 records, 5 % undecodable, so every micro-batch of 150 has dead letters."""
     stream = _stream(make_config)
-    ensure_topic(stream, partitions=6)
-    report = produce_sample(
-        client_settings(stream.connection),
-        stream.topic,
-        notification_events(900, seed=5, awkward=Awkward(not_json=0.03, not_utf8=0.02)),
-        partitions=6,
-    )
-    return stream, report.per_partition
+    return stream, produce_awkward(stream, 900, seed=5, rate=0.05)
 
 
 def _dead_pairs(stream: Stream) -> set[tuple[int, int]]:
-    table = DeltaTable(stream.dead_letters.uri).to_pyarrow_table(
-        columns=["kafka_partition", "kafka_offset"]
-    )
-    return set(
-        zip(table["kafka_partition"].to_pylist(), table["kafka_offset"].to_pylist(), strict=True)
-    )
+    return set(store_pairs(stream.dead_letters))
 
 
 def test_sigkill_between_dead_letter_write_and_main_commit_leaves_them_outside_the_ledger(
