@@ -27,6 +27,7 @@ import uuid
 from dataclasses import dataclass
 from decimal import Context, Decimal
 from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import fastavro
 import pyarrow as pa
@@ -192,7 +193,7 @@ class AvroDecoder:
                 )
             registry = registry_client(config.schema_registry_url)
         self._registry = registry
-        self._registry_url = config.schema_registry_url
+        self._registry_url = _without_credentials(config.schema_registry_url or "")
         self._stream = config.table
         reader = _strip_record(schema.avro)
         self._reader = fastavro.parse_schema(reader)
@@ -398,6 +399,14 @@ class AvroDecoder:
         for row, i in enumerate(positions):
             where[i] = row
         return decoded.take(pa.array(where, pa.int64()))
+
+
+def _without_credentials(url: str) -> str:
+    """The registry URL for messages: `https://user:secret@host` loses its user part."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
 
 
 def _read_one(writer: Any, reader: Any, body: bytes) -> dict[str, Any]:
