@@ -78,10 +78,10 @@ from connectors.errors import (
     UserError,
 )
 from connectors.ingest import RunReport, offset_window, run_forward, run_time_window, run_window
-from connectors.kafka_client import client_settings, range_consumer
+from connectors.kafka_client import client_settings, range_consumer, rdkafka_logger
 from connectors.ledger import Ledger, LedgerUpdate, PartitionLedger, read_ledger
 from connectors.planner import Mode, Plan
-from connectors.query import arrow_dataset, run_query
+from connectors.query import run_query
 from connectors.ranges import OffsetRange, PartitionMarks, Partitions, Shard, Spans
 from connectors.stream import Stream
 from connectors.table_schema import StreamSchema, load_schema
@@ -142,7 +142,6 @@ __all__ = [
     "Write",
     "__version__",
     "append_rows",
-    "arrow_dataset",
     "audit",
     "audit_derived",
     "check_connection",
@@ -162,6 +161,7 @@ __all__ = [
     "load_schema",
     "offset_window",
     "range_consumer",
+    "rdkafka_logger",
     "read_ledger",
     "reconcile",
     "redrive",

@@ -19,14 +19,18 @@ from connectors import (
     LakeportConfig,
     LakeportError,
     OffsetRange,
+    PartitionStatus,
     RunReport,
     Shard,
+    Spans,
     Stream,
     UsageError,
     audit,
     audit_derived,
     check_connection,
+    checkpoint,
     client_settings,
+    compact,
     derive,
     derived_status,
     derived_tables,
@@ -39,6 +43,7 @@ from connectors import (
     run_window,
     status,
     time_window,
+    vacuum,
 )
 
 DEFAULT_BROKER_HOME = Path(".lakeport/broker")
@@ -83,7 +88,14 @@ def cmd_broker(args: argparse.Namespace) -> int:
     known = (home / "state.json").exists()
     if args.action == "start":
         if known and LocalBroker.attach(home).is_running():
-            print(f"already running: {LocalBroker.attach(home).bootstrap_servers}")
+            running = LocalBroker.attach(home)
+            if args.port is not None and args.port != running.port:
+                raise UsageError(
+                    f"the broker of {home} already runs on {running.bootstrap_servers}, not on"
+                    f" port {args.port}: stop it first (lakeport broker stop --home {home}), or"
+                    " give another --home for a second broker"
+                )
+            print(f"already running: {running.bootstrap_servers}")
             return 0
         users: tuple[object, ...] = ()
         if args.secure:
@@ -93,7 +105,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
                     "--secure needs the password of user 'lakeport' in $LAKEPORT_BROKER_PASSWORD"
                 )
             users = (ScramUser("lakeport", password),)
-        broker = LocalBroker(home=home, port=args.port, secure=args.secure, users=users)
+        port = args.port if args.port is not None else _default_broker_port(home, known)
+        broker = LocalBroker(home=home, port=port, secure=args.secure, users=users)
         broker.start()
         print(broker.bootstrap_servers)
         if args.secure:
@@ -112,6 +125,16 @@ def cmd_broker(args: argparse.Namespace) -> int:
     running = broker.is_running()
     print(f"{'running' if running else 'not running'}: {broker.bootstrap_servers}")
     return 0 if running else 1
+
+
+def _default_broker_port(home: Path, known: bool) -> int | None:
+    """The port of $LAKEPORT_BOOTSTRAP (what lakeport.yaml connects to), else 19092; a home
+    that ran before keeps its port (None: let the broker reuse it)."""
+    if known:
+        return None
+    bootstrap = os.environ.get("LAKEPORT_BOOTSTRAP", "")
+    port = bootstrap.rsplit(":", 1)[-1]
+    return int(port) if port.isdigit() else DEFAULT_BROKER_PORT
 
 
 def cmd_produce_sample(args: argparse.Namespace) -> int:
@@ -175,26 +198,42 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     if args.from_time or args.to_time:
         if not (args.from_time and args.to_time):
             raise UsageError("--from and --to go together")
-        report = run_time_window(
-            stream,
-            _timestamp(args.from_time),
-            _timestamp(args.to_time),
-            args.mode,
-            partitions=args.partition,
-        )
+        start = _timestamp("--from", args.from_time)
+        end = _timestamp("--to", args.to_time)
+        report = run_time_window(stream, start, end, args.mode, partitions=args.partition)
     else:
-        if args.from_offset is None or args.to_offset is None or not args.partition:
-            raise UsageError("give --partition, --from-offset and --to-offset, or --from and --to")
-        window = [OffsetRange(p, args.from_offset, args.to_offset) for p in args.partition]
-        report = run_window(stream, window, args.mode)
+        report = run_window(stream, _offset_window(args), args.mode)
     _print_run(report)
     return 0
 
 
-def _timestamp(text: str) -> datetime:
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+def _offset_window(args: argparse.Namespace) -> list[OffsetRange]:
+    """--partition (repeated), --from-offset and --to-offset as one window per partition."""
+    if args.from_offset is None or args.to_offset is None or not args.partition:
+        raise UsageError(
+            "give --partition, --from-offset and --to-offset (an offset window),"
+            " or --from and --to (a time window)"
+        )
+    if args.from_offset < 0 or args.to_offset <= args.from_offset:
+        raise UsageError(
+            f"--from-offset {args.from_offset} --to-offset {args.to_offset} is an empty or"
+            " reversed window: --from-offset is the first offset to read, --to-offset the one"
+            " after the last (so it must be larger)"
+        )
+    return [OffsetRange(p, args.from_offset, args.to_offset) for p in args.partition]
+
+
+def _timestamp(option: str, text: str) -> datetime:
+    """An ISO 8601 time with a time zone (`2026-11-01T00:00Z`)."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"{option} {text}: not a time; give an ISO 8601 time with a time zone,"
+            " e.g. 2026-11-01T00:00Z"
+        ) from None
     if value.tzinfo is None:
-        raise UsageError(f"{text}: give a time zone, e.g. 2026-11-01T00:00Z")
+        raise UsageError(f"{option} {text}: give a time zone, e.g. 2026-11-01T00:00Z")
     return value
 
 
@@ -207,11 +246,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if st.broker_error:
             print(f"  broker not reachable, showing the ledger only: {st.broker_error}")
         for p in st.partitions:
-            print(
-                f"  partition {p.partition}: covered {p.covered}  lost {p.lost}  missing"
-                f" {p.missing}  frontier {p.frontier}  high {p.high}  lag {p.lag}"
-                f"  records {p.records}  dead letters {p.dead}"
-            )
+            print(f"  partition {p.partition}: {_partition_line(p)}")
         for table in derived_tables(config, name):
             ds = derived_status(table)
             rewritten = {p: str(s) for p, s in ds.rewritten.items() if s}
@@ -221,6 +256,25 @@ def cmd_status(args: argparse.Namespace) -> int:
                 + (f", rewritten since derived: {rewritten}" if rewritten else "")
             )
     return 0
+
+
+def _partition_line(p: PartitionStatus) -> str:
+    """Landed rows, dead letters, offsets lost to retention, holes and lag, each by its name."""
+    covered = f" in {p.covered}" if p.covered else ""
+    parts = [
+        f"landed {p.landed:,} rows + {p.dead:,} dead letters{covered}",
+        f"lost to retention {_spans(p.lost)}",
+        f"holes {_spans(p.holes)}",
+    ]
+    if p.high is None:
+        parts.append("lag unknown (broker not reachable)")
+    else:
+        parts.append(f"lag {p.unread:,} (high watermark {p.high:,})")
+    return "; ".join(parts)
+
+
+def _spans(spans: Spans) -> str:
+    return f"{spans.size:,} {spans}" if spans else "0"
 
 
 def cmd_check_connection(args: argparse.Namespace) -> int:
@@ -293,7 +347,8 @@ def cmd_derive(args: argparse.Namespace) -> int:
         raise UsageError("--from and --to go together, without offsets")
     for table in tables:
         if args.from_time:
-            window = time_window(table, _timestamp(args.from_time), _timestamp(args.to_time))
+            start, end = _timestamp("--from", args.from_time), _timestamp("--to", args.to_time)
+            window = time_window(table, start, end)
         _print_derive(derive(table, window))
     return 0
 
@@ -310,12 +365,22 @@ def _offsets(args: argparse.Namespace) -> list[OffsetRange] | None:
 def cmd_redrive(args: argparse.Namespace) -> int:
 
     report = redrive(Stream.from_config(_config(args), args.stream), _offsets(args))
-    print(
-        f"{report.stream}: examined {report.examined} dead letters; moved {report.moved} into the"
-        f" table {report.moved_per_partition}; {report.still_dead} still fail"
-        f" ({report.errors_changed} with a new error); finished {report.finished_earlier_move}"
-        " moves interrupted earlier"
-    )
+    if not report.examined:
+        print(f"{report.stream}: no dead letters to re-drive")
+        return 0
+    moved = "none decode now"
+    if report.moved:
+        where = ", ".join(
+            f"partition {p}: {n}" for p, n in sorted(report.moved_per_partition.items())
+        )
+        moved = f"{report.moved} decode now and moved into the table ({where})"
+    still = f"{report.still_dead} still fail"
+    if report.errors_changed:
+        still += f" ({report.errors_changed} with a new error)"
+    line = f"{report.stream}: examined {report.examined} dead letters: {moved}; {still}"
+    if report.finished_earlier_move:
+        line += f"; finished {report.finished_earlier_move} moves an earlier re-drive left halfway"
+    print(line)
     return 0
 
 
@@ -331,52 +396,141 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_upkeep(args: argparse.Namespace) -> int:
+
+    config = _config(args)
+    for name in _streams(args, config):
+        table = Stream.from_config(config, name).table
+        for step in (compact, checkpoint, vacuum):
+            report = step(table)
+            details = ", ".join(f"{k} {v}" for k, v in report.details.items())
+            print(f"{name}: {report.action} -> table version {report.table_version} {details}")
+    return 0
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """`--help` shows every option's default (options without one say what happens instead)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.required or action.default in (None, argparse.SUPPRESS):
+            return text
+        if action.default is False:  # a switch: off unless given
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+STREAM_HELP = "the stream (a key of `streams:` in the configuration)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lakeport", description=__doc__)
-    parser.add_argument(
-        "--config", help="configuration file (default: $LAKEPORT_CONFIG or lakeport.yaml)"
+    parser = argparse.ArgumentParser(
+        prog="lakeport", description=__doc__, formatter_class=_HelpFormatter
     )
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "--config", help="configuration file (default: $LAKEPORT_CONFIG, else lakeport.yaml)"
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log progress, retries and librdkafka's own lines",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
-        name: str, handler: Callable[[argparse.Namespace], int], help: str
+        name: str, handler: Callable[[argparse.Namespace], int], help: str, description: str = ""
     ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help)
+        p = sub.add_parser(
+            name,
+            help=help,
+            description=f"{help[0].upper()}{help[1:]}.{' ' + description if description else ''}",
+            formatter_class=_HelpFormatter,
+        )
         p.set_defaults(handler=handler)
         return p
 
-    broker = command("broker", cmd_broker, "run a local single-node Kafka broker")
-    broker.add_argument("action", choices=["start", "stop", "status"])
-    broker.add_argument("--home", default=str(DEFAULT_BROKER_HOME))
-    broker.add_argument("--port", type=int, default=DEFAULT_BROKER_PORT)
+    def streams(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--stream", help=f"{STREAM_HELP}; every stream when not given")
+
+    def window(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument(
+            "--partition", type=int, action="append", help=f"a partition {what}; repeat for more"
+        )
+        p.add_argument("--from-offset", type=int, help="first offset of the window")
+        p.add_argument(
+            "--to-offset", type=int, help="the offset after the window's last (exclusive)"
+        )
+
+    broker = command(
+        "broker",
+        cmd_broker,
+        "run a local single-node Kafka broker (development and tests)",
+        "The broker's data, logs and state live in --home; `start` on a home that already runs"
+        " prints its address.",
+    )
+    broker.add_argument("action", choices=["start", "stop", "status"], help="what to do")
+    broker.add_argument(
+        "--home", default=str(DEFAULT_BROKER_HOME), help="folder of the broker's data and state"
+    )
+    broker.add_argument(
+        "--port",
+        type=int,
+        help="port of its PLAINTEXT listener on 127.0.0.1 (default: the port of"
+        f" $LAKEPORT_BOOTSTRAP, else {DEFAULT_BROKER_PORT}; a home that ran before keeps its"
+        " port)",
+    )
     broker.add_argument(
         "--secure",
         action="store_true",
-        help="also open a SASL_SSL listener (user lakeport, password from $LAKEPORT_BROKER_PASSWORD)",
+        help="also open a SASL_SSL listener (user lakeport, password from"
+        " $LAKEPORT_BROKER_PASSWORD)",
     )
 
-    produce = command("produce-sample", cmd_produce_sample, "produce sample Upvest events")
-    produce.add_argument("--stream", default="notifications")
-    produce.add_argument("--kind", choices=["notifications", "prices"], default="notifications")
-    produce.add_argument("--count", type=int, default=10_000)
-    produce.add_argument("--seed", type=int, default=7)
-    produce.add_argument("--partitions", type=int, default=6)
-    produce.add_argument("--awkward", type=float, default=0.0, help="rate of every awkward case")
+    produce = command(
+        "produce-sample",
+        cmd_produce_sample,
+        "produce sample Upvest events to a stream's topic",
+        "Deterministic Upvest-like events (the same --seed gives the same records).",
+    )
+    produce.add_argument("--stream", default="notifications", help=STREAM_HELP)
+    produce.add_argument(
+        "--kind", choices=["notifications", "prices"], default="notifications", help="which events"
+    )
+    produce.add_argument("--count", type=int, default=10_000, help="how many events")
+    produce.add_argument("--seed", type=int, default=7, help="random seed of the generator")
+    produce.add_argument(
+        "--partitions", type=int, default=6, help="partitions of the topic, if it is created"
+    )
+    produce.add_argument(
+        "--awkward",
+        type=float,
+        default=0.0,
+        help="rate of every awkward case (undecodable, unknown fields, long decimals...)",
+    )
     produce.add_argument(
         "--hours-ago",
         type=int,
         help="first event this many hours before the current hour (default: 2026-01-05 08:00)",
     )
 
-    ingest = command("ingest", cmd_ingest, "land new records of a stream (or all streams)")
-    ingest.add_argument("--stream")
-    ingest.add_argument("--max-records", type=int)
+    ingest = command(
+        "ingest",
+        cmd_ingest,
+        "land new records of a stream (or of all streams)",
+        "Reads from what the table holds up to the high watermark seen at the start, exactly once.",
+    )
+    streams(ingest)
+    ingest.add_argument(
+        "--max-records",
+        type=int,
+        help="stop after about this many records (default: the stream's max_records_per_run)",
+    )
     ingest.add_argument(
         "--partition",
         type=int,
         action="append",
-        help="only this partition of the stream's topic (repeat for several)",
+        help="only this partition of the stream's topic (needs --stream); repeat for more",
     )
     ingest.add_argument(
         "--shard",
@@ -384,51 +538,88 @@ def build_parser() -> argparse.ArgumentParser:
         help="only the partitions p with p %% COUNT == INDEX: one of COUNT workers, e.g. 0/3",
     )
 
-    backfill = command("backfill", cmd_backfill, "re-ingest an offset or time window")
-    backfill.add_argument("--stream", required=True)
-    backfill.add_argument("--mode", choices=["replace", "fill"], default="replace")
-    backfill.add_argument("--partition", type=int, action="append")
-    backfill.add_argument("--from-offset", type=int)
-    backfill.add_argument("--to-offset", type=int)
-    backfill.add_argument("--from", dest="from_time")
-    backfill.add_argument("--to", dest="to_time")
-
-    for name, handler, text in (
-        ("status", cmd_status, "coverage per partition, from the table's ledger"),
-        ("audit", cmd_audit, "check that the data agrees with the ledger"),
-    ):
-        command(name, handler, text).add_argument("--stream")
-
-    redrive = command(
-        "redrive", cmd_redrive, "re-decode dead letters and move those that now decode"
+    backfill = command(
+        "backfill",
+        cmd_backfill,
+        "re-ingest an offset window or a time window of a stream",
+        "Give --partition/--from-offset/--to-offset, or --from/--to (Kafka timestamps)."
+        " `replace` re-reads the window and swaps it in atomically; `fill` lands only offsets"
+        " the table does not hold.",
     )
-    redrive.add_argument("--stream", required=True)
-    redrive.add_argument("--partition", type=int, action="append")
-    redrive.add_argument("--from-offset", type=int)
-    redrive.add_argument("--to-offset", type=int)
+    backfill.add_argument("--stream", required=True, help=STREAM_HELP)
+    backfill.add_argument(
+        "--mode",
+        choices=["replace", "fill"],
+        required=True,
+        help="replace: re-read and swap the window; fill: land only what is missing",
+    )
+    window(backfill, "to backfill")
+    backfill.add_argument(
+        "--from", dest="from_time", help="start of a time window (ISO 8601, e.g. 2026-11-01T00:00Z)"
+    )
+    backfill.add_argument("--to", dest="to_time", help="end of the time window (exclusive)")
+
+    status_ = command(
+        "status",
+        cmd_status,
+        "coverage per partition, from the table's ledger",
+        "Landed rows, dead letters, offsets lost to retention, holes and lag, per partition.",
+    )
+    streams(status_)
+    audit_ = command(
+        "audit",
+        cmd_audit,
+        "check that the data agrees with the ledger",
+        "Scans the table and its dead letters; exit 1 when they disagree with the ledger.",
+    )
+    streams(audit_)
+
+    redrive_ = command(
+        "redrive",
+        cmd_redrive,
+        "decode dead letters again and move those that now decode into the table",
+    )
+    redrive_.add_argument("--stream", required=True, help=STREAM_HELP)
+    window(redrive_, "whose dead letters to re-drive (all of them when not given)")
 
     derive_ = command(
         "derive",
         cmd_derive,
         "bring derived tables up to date (and derive an offset or time window again)",
+        "Absorbs the raw rows committed since the last run and the windows the raw table"
+        " rewrote; with a window, derives it again (e.g. after a change of the derived .avsc).",
     )
-    derive_.add_argument("--stream")
+    streams(derive_)
     derive_.add_argument("--table", help="one derived table (default: all of --stream, or all)")
-    derive_.add_argument("--partition", type=int, action="append")
-    derive_.add_argument("--from-offset", type=int)
-    derive_.add_argument("--to-offset", type=int)
-    derive_.add_argument("--from", dest="from_time")
-    derive_.add_argument("--to", dest="to_time")
+    window(derive_, "to derive again")
+    derive_.add_argument(
+        "--from", dest="from_time", help="start of a time window (ISO 8601, e.g. 2026-11-01T00:00Z)"
+    )
+    derive_.add_argument("--to", dest="to_time", help="end of the time window (exclusive)")
 
     check = command(
         "check-connection",
         cmd_check_connection,
         "connect, list the topic's partitions and offsets, try the consumer group",
+        "Each step an ingest needs, in order; the first failure in plain words.",
     )
-    check.add_argument("--stream")
+    streams(check)
 
-    query = command("query", cmd_query, "run SQL over the lakehouse tables (DuckDB)")
-    query.add_argument("sql")
+    upkeep = command(
+        "upkeep",
+        cmd_upkeep,
+        "compact, checkpoint and vacuum a stream's table",
+        "Vacuum keeps at least 7 days of history; the ledger is untouched.",
+    )
+    streams(upkeep)
+
+    query = command(
+        "query",
+        cmd_query,
+        "run SQL over the lakehouse tables (DuckDB)",
+        "Every configured table and its <table>_dead_letters is a view of that name.",
+    )
+    query.add_argument("sql", help="the SQL statement, e.g. 'SELECT count(*) FROM notifications'")
     return parser
 
 

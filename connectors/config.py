@@ -7,6 +7,7 @@ environment, so secrets never have to live in the file.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -14,7 +15,15 @@ from typing import Annotated, Any, Literal
 
 import duckdb
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from connectors.errors import ConfigError, SchemaError
 from connectors.table_schema import KAFKA_FIELDS, load_schema
@@ -22,6 +31,51 @@ from connectors.table_schema import KAFKA_FIELDS, load_schema
 DEFAULT_CONFIG = "lakeport.yaml"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME = r"^[A-Za-z][A-Za-z0-9_]*$"
+# Names of settings that hold credentials (sasl_password, aws_secret_access_key, account_key...).
+_SECRET_WORDS = ("password", "secret", "token", "key")
+log = logging.getLogger("lakeport")
+
+_TLS_SWITCH = (
+    "TLS verification can only be switched off with insecure_skip_tls_verification: true"
+    " (which warns on every connection)"
+)
+_RANGE_READ = (
+    "lakeport's range consumer sets it itself: reading exact offset ranges exactly once needs"
+    " its value"
+)
+# librdkafka settings a connection's `options` may not set: the typed keys set them (so TLS
+# cannot be switched off, nor the declared security_protocol downgraded, without a trace) or
+# exactly-once range reading depends on them.
+_RESERVED_OPTIONS: dict[str, str] = {
+    "bootstrap.servers": "set bootstrap_servers",
+    "metadata.broker.list": "set bootstrap_servers",
+    "security.protocol": "set security_protocol",
+    "sasl.mechanism": "set sasl_mechanism",
+    "sasl.mechanisms": "set sasl_mechanism",
+    "sasl.username": "set sasl_username",
+    "ssl.ca.location": "set ssl_ca_location",
+    "enable.ssl.certificate.verification": _TLS_SWITCH,
+    "ssl.endpoint.identification.algorithm": _TLS_SWITCH,
+    "group.id": "set the stream's group_id",
+    "enable.auto.commit": _RANGE_READ,
+    "enable.auto.offset.store": _RANGE_READ,
+    "auto.offset.reset": _RANGE_READ,
+    "isolation.level": _RANGE_READ,
+    "enable.partition.eof": _RANGE_READ,
+}
+
+
+def _scalar_text(value: Any) -> Any:
+    """YAML scalars as the strings librdkafka and object stores expect (`true`, `200`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+Setting = Annotated[str, BeforeValidator(_scalar_text)]
+SecretSetting = Annotated[SecretStr, BeforeValidator(_scalar_text)]
 
 
 class _Strict(BaseModel):
@@ -38,7 +92,7 @@ class ConnectionConfig(_Strict):
     sasl_password: SecretStr | None = None
     ssl_ca_location: str | None = None
     insecure_skip_tls_verification: bool = False
-    options: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, Setting] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _sasl_is_complete(self) -> ConnectionConfig:
@@ -52,6 +106,8 @@ class ConnectionConfig(_Strict):
         for key in self.options:
             if "password" in key or "secret" in key:
                 raise ValueError(f"options.{key}: put secrets in sasl_password, not in options")
+            if key in _RESERVED_OPTIONS:
+                raise ValueError(f"options.{key}: not allowed in options; {_RESERVED_OPTIONS[key]}")
         return self
 
 
@@ -59,7 +115,7 @@ class LakehouseConfig(_Strict):
     """Where tables live: a local folder or an object-store URI, with its storage options."""
 
     root: str = "./lakehouse"
-    storage_options: dict[str, SecretStr] = Field(default_factory=dict)
+    storage_options: dict[str, SecretSetting] = Field(default_factory=dict)
 
 
 class DerivedConfig(_Strict):
@@ -297,15 +353,53 @@ def load_config(
     except FileNotFoundError:
         raise ConfigError(f"{file}: configuration file not found") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{file}: not valid YAML{_yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: expected a mapping at the top level")
+    _warn_literal_secrets(file, raw)
     data = interpolate_env(raw, dict(os.environ) if env is None else env)
     data["base_dir"] = file.resolve().parent
     try:
         return LakeportConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{file}: " + "; ".join(_describe(e) for e in exc.errors())) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what, without the offending line: that line may hold a password."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return ""
+    mark = exc.problem_mark
+    context = f" ({exc.context})" if exc.context else ""
+    return f" at line {mark.line + 1}, column {mark.column + 1}: {exc.problem}{context}"
+
+
+def _warn_literal_secrets(file: Path, raw: dict[str, Any]) -> None:
+    """A password or storage key written into the file (not a `${VAR}`) deserves a warning."""
+    places: list[tuple[str, Any]] = []
+    connections = raw.get("connections")
+    if isinstance(connections, dict):
+        places += [
+            (f"connections.{name}.sasl_password", conn.get("sasl_password"))
+            for name, conn in connections.items()
+            if isinstance(conn, dict)
+        ]
+    lakehouse = raw.get("lakehouse")
+    options = lakehouse.get("storage_options") if isinstance(lakehouse, dict) else None
+    if isinstance(options, dict):
+        places += [
+            (f"lakehouse.storage_options.{key}", value)
+            for key, value in options.items()
+            if any(word in str(key).lower() for word in _SECRET_WORDS)
+        ]
+    for where, value in places:
+        if isinstance(value, str) and value and not _ENV_REF.search(value):
+            log.warning(
+                "%s: %s is written in the file in clear text: anyone who can read the file"
+                " can use it; write ${VARIABLE} there and set the variable in the environment",
+                file,
+                where,
+            )
 
 
 def _describe(error: Any) -> str:

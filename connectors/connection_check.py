@@ -67,12 +67,47 @@ def check_connection(
                 f"topic {stream.topic!r}: {len(report.partitions)} partitions, offsets "
                 + ", ".join(f"{p}:[{m.low},{m.high})" for p, m in report.partitions.items())
             )
+            report.steps.append(_check_read(consumer, stream, report.partitions, group_timeout))
             _check_group(consumer, stream, sorted(report.partitions), group_timeout)
             report.steps.append(f"consumer group {stream.group_id!r}: may be used")
     except LakeportError as exc:
         report.error = exc
     report.seconds = time.monotonic() - began
     return report
+
+
+def _check_read(
+    consumer: LakeportConsumer,
+    stream: Stream,
+    marks: dict[int, PartitionMarks],
+    timeout: float,
+) -> str:
+    """Fetch one record (or the end of an empty partition): proves READ on the topic.
+
+    Metadata and offsets need DESCRIBE only, so a user who may not READ the topic would pass
+    every other step and fail only at the first ingest.
+    """
+    p, mark = max(marks.items(), key=lambda item: item[1].high - item[1].low)
+    consumer.assign([TopicPartition(stream.topic, p, mark.low)])
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for m in consumer.consume(1, timeout=0.5):  # a denied READ raises AccessDenied
+                error = m.error()
+                if error is None:
+                    return f"read offset {m.offset()} of partition {p}: READ permitted"
+                if error.code() == RdKafkaError._PARTITION_EOF:
+                    return f"read partition {p} (empty) to its end: READ permitted"
+                raise BrokerUnavailable(
+                    f"reading {stream.topic}[{p}] from {stream.connection.bootstrap_servers}"
+                    f" failed: {error.str()}"
+                )
+        raise BrokerUnavailable(
+            f"no record of {stream.topic}[{p}] arrived from"
+            f" {stream.connection.bootstrap_servers} within {timeout:.0f} s"
+        )
+    finally:
+        consumer.unassign()
 
 
 def _check_group(

@@ -20,12 +20,15 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
+from connectors.delta_store import source
 from connectors.errors import LakeportError
 from connectors.kafka_client import offsets_at, open_consumer, partition_marks
 from connectors.ledger import Ledger, PartitionLedger, read_ledger
 from connectors.ranges import OffsetRange, PartitionMarks, Spans
 from connectors.reader import read_ranges
 from connectors.stream import Stream
+
+_KEY = ["kafka_partition", "kafka_offset"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,18 @@ class PartitionStatus:
 
     @property
     def lag(self) -> int | None:
+        """Offsets from the frontier to the high watermark (holes above the frontier included)."""
         return None if self.high is None else max(0, self.high - self.frontier)
+
+    @property
+    def unread(self) -> int:
+        """Missing offsets above everything handled: new records not read yet (holes apart)."""
+        return self.missing.size - self.holes.size
+
+    @property
+    def landed(self) -> int:
+        """Rows in the table (the ledger's records count dead letters too)."""
+        return self.records - self.dead
 
 
 @dataclass(frozen=True)
@@ -142,11 +156,11 @@ def audit(stream: Stream) -> AuditResult:
     )
     con = duckdb.connect()
     con.register("cov", coverage)
-    con.register("main", table.to_pyarrow_dataset())
+    con.register("main", source(table, _KEY))
     dead_table = stream.dead_letters.open_existing()
     con.register(
         "dead",
-        dead_table.to_pyarrow_dataset() if dead_table else stream.dead_letters.schema.empty_table(),
+        source(dead_table, _KEY) if dead_table else stream.dead_letters.schema.empty_table(),
     )
     for name in ("main", "dead"):
         for p, dupes in con.execute(
@@ -193,7 +207,10 @@ def dead_letters_since(stream: Stream, since: datetime) -> int:
     table = stream.dead_letters.open_existing()
     if table is None:
         return 0
-    return table.to_pyarrow_dataset().count_rows(filter=ds.field("kafka_timestamp") >= since)
+    con = duckdb.connect()
+    con.register("dead", source(table, ["kafka_timestamp"]))
+    found = con.execute("SELECT count(*) FROM dead WHERE kafka_timestamp >= ?", [since]).fetchone()
+    return int(found[0]) if found else 0
 
 
 def last_ingest(stream: Stream, look_back: int = 100) -> datetime | None:

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from connectors.delta_store import storage_error, window_filter
+from connectors.delta_store import read_rows, source, storage_error
 from connectors.errors import ConcurrentChange
 from connectors.ranges import OffsetRange
 from connectors.reader import RAW_SCHEMA
@@ -57,15 +57,13 @@ def _redrive_once(stream: Stream, window: list[OffsetRange] | None) -> RedriveRe
     dead_table = stream.dead_letters.open_existing()
     if dead_table is None:
         return report
-    dead = dead_table.to_pyarrow_dataset().to_table(
-        filter=window_filter(window) if window else None
-    )
+    dead = read_rows(dead_table, window or None)
     report.examined = dead.num_rows
     if dead.num_rows == 0:
         return report
 
     writer = stream.writer()
-    already = _already_landed(writer.table.to_pyarrow_dataset(), dead)
+    already = _already_landed(source(writer.table, _KEY), dead)
     report.finished_earlier_move = already.num_rows
     pending = _anti_join(dead, already)
 

@@ -1,19 +1,26 @@
-"""Where a Delta table lives, how to open it, and storage failures in plain words.
+"""Where a Delta table lives, how to open and read it, and storage failures in plain words.
 
 Readers (`status`, `audit`, `query`, re-drive) and the writer open tables only through
 `DeltaStore`, so storage options (which may hold keys) stay out of reprs and every storage
 failure becomes one catalogued error naming the table and the fix.
+
+Tables are read through `source` / `read_rows`: pyarrow's dataset (lazy, with projection and
+filter pushdown) when delta-rs can give one, else delta-rs' own DataFusion `scan()`, which also
+reads what other writers add, such as Spark's deletion vectors (`to_pyarrow_dataset()` refuses
+those tables).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
-from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.exceptions import DeltaError, DeltaProtocolError, TableNotFoundError
 
 from connectors.errors import (
     AccessDenied,
@@ -48,12 +55,68 @@ def window_filter(ranges: Iterable[OffsetRange]) -> ds.Expression | None:
     return expr
 
 
+class TableScan:
+    """A Delta table that DuckDB (or any Arrow consumer) can scan again and again.
+
+    Each scan is a fresh `DeltaTable.scan()`: delta-rs' DataFusion reader, which applies
+    deletion vectors and column mapping. It has no projection pushdown from DuckDB, so it is
+    the fallback for tables `to_pyarrow_dataset()` refuses, not the default.
+    """
+
+    def __init__(self, table: DeltaTable, columns: list[str] | None = None) -> None:
+        self.table = table
+        self.columns = columns
+
+    def __arrow_c_stream__(self, requested_schema: object = None) -> Any:
+        return self.table.scan(columns=self.columns).__arrow_c_stream__(requested_schema)
+
+
+def source(table: DeltaTable, columns: list[str] | None = None) -> ds.Dataset | TableScan:
+    """The table as something DuckDB can register: a lazy dataset, or a `TableScan` when the
+    table uses reader features pyarrow's dataset cannot apply (deletion vectors)."""
+    try:
+        return table.to_pyarrow_dataset()
+    except DeltaProtocolError:
+        return TableScan(table, columns)
+
+
+def sql_source(table: DeltaTable) -> ds.Dataset | TableScan:
+    """The table for DuckDB to register: `source`, its string columns typed as string views.
+
+    delta-rs 1.6's MERGE (derived tables) writes strings as Arrow `string_view`, and pyarrow
+    26 cannot compare `string` with `string_view`: a filter DuckDB pushes into a plain dataset
+    fails. Declared as views, plain-string files are cast as they are read and DuckDB passes
+    view literals, so filters work on files of either kind.
+    """
+    found = source(table)
+    if not isinstance(found, ds.FileSystemDataset):
+        return found
+    schema = pa.schema(
+        [f.with_type(pa.string_view()) if f.type == pa.string() else f for f in found.schema]
+    )
+    return ds.FileSystemDataset(list(found.get_fragments()), schema, found.format, found.filesystem)
+
+
+def read_rows(
+    table: DeltaTable, ranges: Iterable[OffsetRange] | None = None, columns: list[str] | None = None
+) -> pa.Table:
+    """The rows of `ranges` (all rows if None) of this snapshot, honouring deletion vectors."""
+    window = None if ranges is None else list(ranges)
+    found = source(table, columns)
+    if isinstance(found, ds.Dataset):
+        return found.to_table(
+            columns=columns, filter=None if window is None else window_filter(window)
+        )
+    predicate = None if window is None else window_predicate(window)
+    return pa.table(table.scan(columns=columns, predicate=predicate))
+
+
 def storage_error(uri: str, exc: BaseException, doing: str = "open") -> LakeportError:
     """One catalogued error for a storage failure (delta-rs reports them as OSError/DeltaError)."""
-    text = str(exc).replace("\n", " ")
+    text = _plain(str(exc))
     lower = text.lower()
     where = f"cannot {doing} table {uri}"
-    if "allow_http" in lower or ("http://" in lower and "https" in lower and "scheme" in lower):
+    if "allow_http" in lower or "url scheme is not allowed" in lower:
         return ConfigError(
             f"{where}: the storage endpoint uses http:// but HTTP is not allowed; set"
             ' AWS_ALLOW_HTTP: "true" in lakehouse.storage_options (or use https)'
@@ -76,7 +139,26 @@ def storage_error(uri: str, exc: BaseException, doing: str = "open") -> Lakeport
         )
     if "read-only file system" in lower:
         return AccessDenied(f"{where}: the file system is read-only")
+    if "connect error" in lower or "connection refused" in lower or "dns error" in lower:
+        return StorageUnavailable(
+            f"{where}: the storage endpoint did not answer ({_last_cause(text)}); check"
+            " lakehouse.root and AWS_ENDPOINT_URL in lakehouse.storage_options, and that the"
+            " store is up"
+        )
     return StorageUnavailable(f"{where}: {_first_sentence(text)}")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _plain(text: str) -> str:
+    """object_store's multi-line, coloured cause chain (`↳` per cause) as one line."""
+    causes = [" ".join(part.split()) for part in _ANSI.sub("", text).split("↳")]
+    return ": ".join(cause for cause in causes if cause)
+
+
+def _last_cause(text: str) -> str:
+    return text.rsplit(": ", 1)[-1]
 
 
 def _first_sentence(text: str) -> str:
@@ -122,7 +204,10 @@ class DeltaStore:
 
     def count_in(self, table: DeltaTable, ranges: Iterable[OffsetRange]) -> int:
         """Rows of `ranges` in this snapshot (file statistics prune most files)."""
-        expr = window_filter(ranges)
-        if expr is None:
+        window = list(ranges)
+        if not window:
             return 0
-        return table.to_pyarrow_dataset().count_rows(filter=expr)
+        found = source(table)
+        if isinstance(found, ds.Dataset):
+            return found.count_rows(filter=window_filter(window))
+        return read_rows(table, window, columns=["kafka_offset"]).num_rows

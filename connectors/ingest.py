@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
 
@@ -29,6 +29,7 @@ from connectors.errors import (
     NotFound,
     RetentionLossError,
     TransientError,
+    UsageError,
 )
 from connectors.kafka_client import mirror_group_offsets, offsets_at, open_consumer, partition_marks
 from connectors.ledger import Ledger
@@ -53,6 +54,8 @@ class RunReport:
     """`i/n` when the run was one of n shard workers."""
     ranges: list[OffsetRange] = field(default_factory=list)
     lost: list[OffsetRange] = field(default_factory=list)
+    never_read: list[OffsetRange] = field(default_factory=list)
+    """History deleted by retention before the table existed (recorded as lost, no failure)."""
     records: int = 0
     dead: int = 0
     bytes: int = 0
@@ -111,11 +114,19 @@ def run_time_window(
     partitions: Partitions | None = None,
 ) -> RunReport:
     """Backfill the records whose Kafka timestamps fall in [start, end), per partition."""
+    if start >= end:
+        raise UsageError(
+            f"the time window [{start.isoformat()}, {end.isoformat()}) is empty or reversed:"
+            " --from must be earlier than --to"
+        )
 
     def make(ledger: Ledger, marks: dict[int, PartitionMarks], consumer: Consumer) -> Plan:
-        return plan_window(
-            ledger, marks, offset_window(consumer, stream.topic, marks, start, end), mode
-        )
+        window = offset_window(consumer, stream.topic, marks, start, end)
+        plan = plan_window(ledger, marks, window, mode)
+        if window:
+            return plan
+        when = f"[{start.isoformat()}, {end.isoformat()})"
+        return replace(plan, notes=[f"no record of topic {stream.topic!r} has a time in {when}"])
 
     return _run(stream, mode, make, partitions)
 
@@ -150,6 +161,7 @@ def _run(
             writer = stream.writer()
             try:
                 plan = make_plan(writer.ledger, marks, consumer)
+                report.warnings += [n for n in plan.notes if n not in report.warnings]
                 _record_unreadable(writer, plan, report)
                 if plan.ranges:
                     decoders[:] = decoders or [stream.decoder()]
@@ -269,10 +281,18 @@ def _record_unreadable(writer: TableWriter, plan: Plan, report: RunReport) -> No
         update.mark_lost(r)
     writer.commit(update, append_rows(writer.store.schema.empty_table()), "retention")
     report.lost += plan.retention_loss
+    report.never_read += plan.never_read
     report.commits += 1
     if plan.retention_loss:
         report.warnings.append(
             "lost to retention: " + ", ".join(str(r) for r in plan.retention_loss)
+        )
+    if plan.never_read:
+        report.warnings.append(
+            "never landed: offsets "
+            + ", ".join(str(r) for r in plan.never_read)
+            + " were deleted by retention before this table existed (recorded as lost to"
+            " retention; this is not a failure)"
         )
 
 

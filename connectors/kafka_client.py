@@ -36,6 +36,23 @@ log = logging.getLogger("lakeport")
 # librdkafka's own log lines (they never contain sasl.password: checked by the hygiene tests).
 rdkafka_log = logging.getLogger("lakeport.librdkafka")
 
+
+class LibraryLog:
+    """Where librdkafka's own log lines go: the logger `lakeport.librdkafka`, at INFO at most.
+
+    librdkafka logs every failed connection attempt (about 190 lines in 10 s for a closed port)
+    at ERROR, and prints them itself to stderr when a client has no `logger`. lakeport turns
+    what they mean into one sentence (through `error_cb`), so by default they are noise; they
+    are diagnostics for `-v` (INFO), and debug lines stay at DEBUG.
+    """
+
+    def log(self, level: int, msg: str, *args: object) -> None:
+        rdkafka_log.log(min(level, logging.INFO), msg, *args)
+
+
+rdkafka_logger = LibraryLog()
+"""Pass as `logger=` to every librdkafka client (producers and admin clients of tools too)."""
+
 METADATA_TIMEOUT_S = 10.0
 _TLS_PROBE_TIMEOUT_S = 3.0
 # Errors that retrying will not fix: report them at once instead of waiting for a timeout.
@@ -87,17 +104,23 @@ class LakeportConsumer(Consumer):
     group_id: str
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
-        """As Consumer.consume, but a denied consumer group is an error, not a record error.
+        """As Consumer.consume, but denied permissions are errors in plain words, not record
+        errors.
 
         librdkafka looks up the group coordinator even for assigned partitions and reports a
         denied group as an error event tagged with some partition, which would read as a
-        failure of that partition.
+        failure of that partition; a user who may DESCRIBE a topic but not READ it learns so
+        only from the fetch, as an error event per partition.
         """
         messages = super().consume(num_messages, timeout)
         for m in messages:
             err = m.error()
-            if err is not None and err.code() == RdKafkaError.GROUP_AUTHORIZATION_FAILED:
+            if err is None:
+                continue
+            if err.code() == RdKafkaError.GROUP_AUTHORIZATION_FAILED:
                 raise AccessDenied(group_problem(self.health.conn, self.group_id))
+            if err.code() == RdKafkaError.TOPIC_AUTHORIZATION_FAILED:
+                raise topic_problem(self.health.conn, str(m.topic()), err)
         return messages
 
 
@@ -241,7 +264,7 @@ def client_settings(conn: ConnectionConfig) -> dict[str, str]:
 
 
 def _callbacks(health: ClientHealth) -> dict[str, Any]:
-    return {"error_cb": health.record, "logger": rdkafka_log}
+    return {"error_cb": health.record, "logger": rdkafka_logger}
 
 
 def _consumer_callbacks(health: ClientHealth) -> dict[str, Any]:

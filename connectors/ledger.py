@@ -248,7 +248,7 @@ class LedgerUpdate:
         self._set(self._current(partition))
 
     def _rewrites(self, current: PartitionLedger, spans: Iterable[Span]) -> tuple[Rewrite, ...]:
-        seq = self.before.partition(current.partition).seq + 1  # the seq this commit writes
+        seq = self._next_seq(current.partition)
         return merge_rewrites([*current.rewritten, *((s, e, seq) for s, e in spans)])
 
     def mark_lost(self, span: OffsetRange) -> None:
@@ -296,7 +296,7 @@ class LedgerUpdate:
             if new.records < 0 or new.dead < 0 or new.dead > new.records:
                 raise LedgerError(f"partition {p}: impossible counts {new.records}/{new.dead}")
             slots: list[tuple[tuple[object, ...], int]] = [
-                (("seq",), old.seq + 1),
+                (("seq",), self._next_seq(p)),
                 (("records",), new.records),
                 (("dead",), new.dead),
             ]
@@ -320,17 +320,28 @@ class LedgerUpdate:
         return actions
 
     def applied(self, table_version: int) -> Ledger:
-        """The ledger after this update, as of the commit that wrote it (seq bumped, as written)."""
-        written = {
-            p: replace(part, seq=self.before.partition(p).seq + 1) for p, part in self.after.items()
-        }
-        return Ledger(self.before.topic, {**self.before.partitions, **written}, table_version)
+        """The ledger after this update, as of the commit that wrote it.
+
+        Each touched partition's `seq` is the bumped one `transactions()` wrote: a writer that
+        kept the old value would write the same `seq` again on its next commit, and a racing
+        writer's rebase would then take that partition for untouched and land it twice.
+        """
+        after = {p: replace(new, seq=self._next_seq(p)) for p, new in self.after.items()}
+        return Ledger(self.before.topic, {**self.before.partitions, **after}, table_version)
+
+    def _next_seq(self, p: int) -> int:
+        return self.before.partition(p).seq + 1
 
     def commit_metadata(
         self, operation: str, extra: dict[str, str] | None = None
     ) -> dict[str, str]:
-        """What this commit did, readable in `DESCRIBE HISTORY` (the txn slots are the truth)."""
+        """What this commit did, readable in `DESCRIBE HISTORY` (the txn slots are the truth).
+
+        delta-rs puts these keys at the top level of `commitInfo`; `userMetadata` is where the
+        Delta protocol (and Spark's `DESCRIBE HISTORY`) looks for a commit's human summary.
+        """
         return {
+            "userMetadata": self.summary(operation),
             "lakeport.operation": operation,
             "lakeport.topic": self.before.topic,
             "lakeport.ranges": _ranges_json(self.written),
@@ -338,6 +349,18 @@ class LedgerUpdate:
             "lakeport.version": __version__,
             **(extra or {}),
         }
+
+    def summary(self, operation: str) -> str:
+        """One line for people: `lakeport forward of topic 'x': p0[0,500) p1[0,480)`."""
+        text = f"lakeport {operation} of topic {self.before.topic!r}"
+        if self.written:
+            text += ": " + " ".join(str(r) for r in sorted(self.written))
+        if self.lost:
+            text += "; lost to retention: " + " ".join(str(r) for r in sorted(self.lost))
+        moved = {p: part.dead for p, part in self.after.items()}
+        if not self.written and not self.lost and moved:
+            text += ": dead letters re-driven in partitions " + ", ".join(map(str, sorted(moved)))
+        return text
 
 
 def _ranges_json(ranges: Iterable[OffsetRange]) -> str:

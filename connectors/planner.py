@@ -24,6 +24,8 @@ class Plan:
     retention_loss: list[OffsetRange] = field(default_factory=list)
     never_read: list[OffsetRange] = field(default_factory=list)
     skipped: list[OffsetRange] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What the plan leaves out of the request, in words for the user (never silently)."""
 
     @property
     def offsets(self) -> int:
@@ -67,15 +69,30 @@ def plan_window(
     """
     ranges: list[OffsetRange] = []
     loss: list[OffsetRange] = []
+    notes: list[str] = []
     for w in window:
         mark = marks[w.partition]  # callers restrict marks to existing partitions first
+        if w.end > mark.high:
+            notes.append(
+                f"{w}: partition {w.partition} holds offsets up to {mark.high} only (its high"
+                f" watermark); offsets from {max(w.start, mark.high)} on are not in the topic"
+                " yet and were not read"
+            )
         part = ledger.partition(w.partition)
         wanted = Spans.of([(w.start, min(w.end, mark.high))])
         missing = wanted.minus(part.handled)
         loss += _ranges(w.partition, missing.intersect([(0, mark.low)]))
         readable: Spans = wanted if mode == "replace" else missing
         ranges += _ranges(w.partition, readable.minus([(0, mark.low)]).minus(part.lost))
-    return Plan(mode, sorted(ranges), loss)
+    if not window:
+        notes.append("the window holds no offsets on any partition: nothing to read")
+    elif not ranges and not loss and mode == "fill":
+        notes.append(
+            "nothing to fill: the table already holds every offset of "
+            + ", ".join(str(w) for w in window)
+            + " that the topic has"
+        )
+    return Plan(mode, sorted(ranges), loss, notes=notes)
 
 
 def _budget(

@@ -1,60 +1,65 @@
 """SQL over the lakehouse: every configured table (raw, derived, dead letters) as a DuckDB view.
 
-DuckDB reads each Delta table through its Arrow dataset, so no DuckDB extension has to be
-downloaded (which fails offline); Polars (`scan_delta`) and DataFusion read the same tables.
+DuckDB reads each Delta table through its Arrow dataset (or delta-rs' scan, for tables with
+deletion vectors), so no DuckDB extension has to be downloaded (which fails offline); Polars
+(`scan_delta`) and DataFusion read the same tables.
 """
 
 from __future__ import annotations
 
-from typing import cast
-
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
-from deltalake import DeltaTable
-from deltalake.exceptions import TableNotFoundError
 
 from connectors.config import LakeportConfig
-
-
-def arrow_dataset(table: DeltaTable) -> ds.Dataset:
-    """The table's Arrow dataset, its string columns typed as string views, for DuckDB.
-
-    delta-rs 1.6's MERGE (derived tables) writes strings as Arrow `string_view`, and pyarrow
-    26 cannot compare `string` with `string_view`: a filter DuckDB pushes into
-    `to_pyarrow_dataset()` fails. Declared as views, plain-string files are cast as they are
-    read and DuckDB passes view literals, so filters work on files of either kind.
-    """
-    plain = cast(ds.FileSystemDataset, table.to_pyarrow_dataset())  # what delta-rs builds
-    schema = pa.schema(
-        [f.with_type(pa.string_view()) if f.type == pa.string() else f for f in plain.schema]
-    )
-    return ds.FileSystemDataset(list(plain.get_fragments()), schema, plain.format, plain.filesystem)
+from connectors.delta_store import sql_source
+from connectors.derived import derived_tables
+from connectors.errors import StorageUnavailable, UsageError
+from connectors.stream import Stream
 
 
 def connect(config: LakeportConfig) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with one view per existing table, named as in the config."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    options = config.storage_options()
-    for stream in config.streams.values():
-        for name, uri in (
-            (stream.table, config.table_uri(stream)),
-            (f"{stream.table}_dead_letters", config.dead_letter_uri(stream)),
+    for name in config.streams:
+        stream = Stream.from_config(config, name)
+        stores = [
+            (stream.config.table, stream.table),
+            (f"{stream.config.table}_dead_letters", stream.dead_letters),
             *(
-                (table, config.table_uri(table))
-                for derived in stream.derived
-                for table in (derived, f"{derived}_dead_letters")
+                (view, store)
+                for derived in derived_tables(config, name)
+                for view, store in (
+                    (derived.name, derived.table),
+                    (f"{derived.name}_dead_letters", derived.dead_letters),
+                )
             ),
-        ):
-            try:
-                dataset = arrow_dataset(DeltaTable(uri, storage_options=options))
-            except TableNotFoundError:
-                continue
-            con.register(name, dataset)
+        ]
+        for view, store in stores:
+            table = store.open_existing()
+            if table is not None:
+                con.register(view, sql_source(table))
     return con
 
 
 def run_query(config: LakeportConfig, sql: str) -> pa.Table:
-    result: pa.Table = connect(config).sql(sql).to_arrow_table()
+    """The result of `sql`; a mistake in it is one line naming the tables there are."""
+    con = connect(config)
+    try:
+        result: pa.Table = con.sql(sql).to_arrow_table()
+    except duckdb.IOException as exc:
+        raise StorageUnavailable(f"query: {_first_line(exc)}") from None
+    except duckdb.Error as exc:
+        names = [row[0] for row in con.sql("SHOW TABLES").fetchall()]
+        tables = ", ".join(names) or "none yet (run `lakeport ingest` first)"
+        raise UsageError(
+            f"query: {_first_line(exc)} (tables: {tables}); check the SQL (DuckDB dialect)"
+        ) from None
     return result
+
+
+def _first_line(exc: duckdb.Error) -> str:
+    """DuckDB's message without the echoed query and caret lines."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    kept = [line for line in lines if line and not line.startswith("LINE ") and set(line) != {"^"}]
+    return " ".join(kept)

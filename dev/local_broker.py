@@ -234,7 +234,11 @@ def _check_port_free(port: int) -> None:
             s.bind((HOST, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise BrokerError(f"port {port} on {HOST} is already in use") from exc
+                raise BrokerError(
+                    f"port {port} on {HOST} is already in use: stop what uses it, or pick a free"
+                    f" port: make demo LAKEPORT_BOOTSTRAP={HOST}:<port> (or lakeport broker start"
+                    " --port <port>, with LAKEPORT_BOOTSTRAP set to match)"
+                ) from exc
             raise BrokerError(f"cannot bind port {port} on {HOST}: {exc}") from exc
 
 

@@ -30,7 +30,7 @@ from itertools import islice
 from random import Random
 from typing import Any, Literal
 
-from connectors.errors import LakeportError
+from connectors import LakeportError, rdkafka_logger
 
 __all__ = [
     "Awkward",
@@ -905,7 +905,8 @@ def _ensure_topic(producer_config: dict[str, str], topic: str, partitions: int) 
     from confluent_kafka.admin import AdminClient
     from confluent_kafka.cimpl import NewTopic
 
-    admin = AdminClient(dict(producer_config))
+    settings: dict[str, Any] = {"logger": rdkafka_logger, **producer_config}
+    admin = AdminClient(settings)
     futures = admin.create_topics([NewTopic(topic, num_partitions=partitions)], request_timeout=30)
     try:
         futures[topic].result(timeout=60)
@@ -947,7 +948,8 @@ def produce_sample(
     if create_topic:
         _ensure_topic(producer_config, topic, partitions)
 
-    config: dict[str, str | int | bool] = {
+    config: dict[str, object] = {
+        "logger": rdkafka_logger,  # librdkafka's own lines go to -v, not to the terminal
         "linger.ms": 20,
         "batch.size": 1_000_000,
         "batch.num.messages": 100_000,

@@ -25,10 +25,11 @@ from deltalake import DeltaTable
 
 from connectors import Stream
 from connectors.coverage import audit, status
+from connectors.delta_store import DeltaStore, read_rows
 from connectors.kafka_client import client_settings
 from connectors.ledger import Ledger, read_ledger
 from connectors.ranges import Spans
-from dev.sample_events import notification_events, produce_sample
+from dev.sample_events import Awkward, notification_events, produce_sample
 
 ROOT = Path(__file__).resolve().parent.parent
 Pair = tuple[int, int]
@@ -56,6 +57,23 @@ def produce(
 
 
 _ready: set[str] = set()
+
+
+def produce_awkward(
+    stream: Stream, count: int, seed: int, rate: float = 0.04, partitions: int = 6
+) -> dict[int, int]:
+    """`count` sample notifications, `rate` of them undecodable (half not JSON, half not
+    UTF-8): every micro-batch has dead letters. Records per partition."""
+    ensure_topic(stream, partitions)
+    report = produce_sample(
+        client_settings(stream.connection),
+        stream.topic,
+        notification_events(
+            count, seed=seed, awkward=Awkward(not_json=rate / 2, not_utf8=rate / 2)
+        ),
+        partitions=partitions,
+    )
+    return report.per_partition
 
 
 def ensure_topic(stream: Stream, partitions: int = 6, timeout: float = 30.0) -> None:
@@ -175,15 +193,17 @@ def broker_pairs(stream: Stream, timeout: float = 30.0) -> set[Pair]:
 
 def data_pairs(stream: Stream, dead_letters: bool = True) -> list[Pair]:
     """All (partition, offset) rows of the table (and its dead letters), sorted, duplicates kept."""
-    pairs: list[Pair] = []
     stores = [stream.table, stream.dead_letters] if dead_letters else [stream.table]
-    for store in stores:
-        table = store.open_existing()
-        if table is None:
-            continue
-        t = table.to_pyarrow_table(columns=["kafka_partition", "kafka_offset"])
-        pairs += zip(t["kafka_partition"].to_pylist(), t["kafka_offset"].to_pylist(), strict=True)
-    return sorted(pairs)
+    return sorted(pair for store in stores for pair in store_pairs(store))
+
+
+def store_pairs(store: DeltaStore) -> list[Pair]:
+    """The (partition, offset) of every row of one table (none if it does not exist yet)."""
+    table = store.open_existing()
+    if table is None:
+        return []
+    t = read_rows(table, columns=["kafka_partition", "kafka_offset"])
+    return list(zip(t["kafka_partition"].to_pylist(), t["kafka_offset"].to_pylist(), strict=True))
 
 
 def ledger(stream: Stream) -> Ledger:
@@ -326,3 +346,25 @@ def config_file(stream: Stream) -> Path:
 def table_version(stream: Stream) -> int:
     table = DeltaTable(stream.table.uri)
     return table.version()
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> str:
+    """How a user meets a failure: exit 2, no traceback, at most a few lines on stderr, and
+    one `lakeport: error:` line holding every one of `words`. Returns that line."""
+    assert proc.returncode == 2, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.splitlines()) <= 3, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("lakeport: error: ")]
+    assert len(lines) == 1, proc.stderr
+    for word in words:
+        assert word in lines[0], f"{word!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def closed_port() -> int:
+    """A port of 127.0.0.1 nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -111,8 +111,10 @@ def set_acls(broker: LocalBroker, bindings: list[AclBinding]) -> None:
         future.result()
 
 
-def deny_topic(broker: LocalBroker, topic: str) -> None:
-    """The user `lakeport` may do nothing with `topic`."""
+def topic_acls(
+    broker: LocalBroker, topic: str, *rules: tuple[AclOperation, AclPermissionType]
+) -> None:
+    """ACLs of the user `lakeport` on `topic`: (operation, ALLOW or DENY) per rule."""
     set_acls(
         broker,
         [
@@ -122,10 +124,26 @@ def deny_topic(broker: LocalBroker, topic: str) -> None:
                 ResourcePatternType.LITERAL,
                 f"User:{USER.username}",
                 "*",
-                AclOperation.ALL,
-                AclPermissionType.DENY,
+                operation,
+                permission,
             )
+            for operation, permission in rules
         ],
+    )
+
+
+def deny_topic(broker: LocalBroker, topic: str) -> None:
+    """The user `lakeport` may do nothing with `topic`."""
+    topic_acls(broker, topic, (AclOperation.ALL, AclPermissionType.DENY))
+
+
+def describe_only(broker: LocalBroker, topic: str) -> None:
+    """The user `lakeport` may DESCRIBE `topic` (metadata, offsets) but not READ it."""
+    topic_acls(
+        broker,
+        topic,
+        (AclOperation.DESCRIBE, AclPermissionType.ALLOW),
+        (AclOperation.READ, AclPermissionType.DENY),
     )
 
 

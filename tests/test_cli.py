@@ -71,7 +71,7 @@ def test_produce_ingest_backfill_status_audit_and_query_from_the_shell(make_conf
     assert again.returncode == 0 and "events [replace]: 100 rows" in again.stdout
 
     status = lakeport("status", "--stream", "events", config=path)
-    assert "partition 0: covered [0," in status.stdout and "missing ∅" in status.stdout
+    assert "partition 0: landed " in status.stdout and "holes 0; lag 0" in status.stdout
     audit = lakeport("audit", config=path)
     assert audit.returncode == 0 and audit.stdout.startswith(
         "events: ok (1200 rows, 0 dead letters)"
@@ -92,7 +92,9 @@ def test_user_errors_are_one_line_with_exit_code_2(make_config) -> None:
         unknown.stderr.strip()
         == "lakeport: error: unknown stream 'nope'; configured streams: events"
     )
-    half = lakeport("backfill", "--stream", "events", "--from-offset", "3", config=path)
+    half = lakeport(
+        "backfill", "--stream", "events", "--mode", "fill", "--from-offset", "3", config=path
+    )
     assert (
         half.returncode == 2
         and "go together" not in half.stdout

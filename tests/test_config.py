@@ -1,5 +1,9 @@
 """The configuration file: validated on load, errors name the bad key, secrets come from the env."""
 
+import logging
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -7,6 +11,7 @@ import pytest
 
 from connectors.config import load_config
 from connectors.errors import ConfigError
+from tests.helpers import assert_one_line_error, lakeport_cli
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -170,3 +175,94 @@ def test_an_invalid_derived_table_fails_on_load_naming_the_bad_key(
     with pytest.raises(ConfigError) as error:
         load_config(write(tmp_path, DERIVED.replace(*change)), env={"UPVEST_PASSWORD": "x"})
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("option", "fix"),
+    [
+        ("enable.ssl.certificate.verification: 'false'", "insecure_skip_tls_verification: true"),
+        ("ssl.endpoint.identification.algorithm: none", "insecure_skip_tls_verification: true"),
+        ("security.protocol: SASL_PLAINTEXT", "set security_protocol"),
+        ("sasl.mechanisms: PLAIN", "set sasl_mechanism"),
+        ("bootstrap.servers: elsewhere:9092", "set bootstrap_servers"),
+        ("group.id: other", "set the stream's group_id"),
+        ("auto.offset.reset: earliest", "range consumer sets it itself"),
+        ("isolation.level: read_uncommitted", "range consumer sets it itself"),
+        ("enable.auto.commit: true", "range consumer sets it itself"),
+    ],
+)
+def test_security_and_correctness_settings_are_refused_in_passthrough_options(
+    tmp_path: Path, option: str, fix: str
+) -> None:
+    key = option.split(":")[0]
+    body = VALID.replace(
+        "        sasl_password: ${UPVEST_PASSWORD}\n",
+        f"        sasl_password: ${{UPVEST_PASSWORD}}\n        options:\n          {option}\n",
+    )
+    path = write(tmp_path, body)
+    with pytest.raises(ConfigError) as error:
+        load_config(path, env={"UPVEST_PASSWORD": "pw-123"})
+    message = str(error.value)
+    assert f"connections.upvest: options.{key}: not allowed in options; " in message
+    assert fix in message
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "connectors.cli", "--config", str(path), "check-connection"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "UPVEST_PASSWORD": "pw-123"},
+    )
+    assert_one_line_error(proc, f"options.{key}: not allowed in options", fix)
+
+
+def test_tuning_options_pass_and_yaml_numbers_and_booleans_become_strings(tmp_path: Path) -> None:
+    body = VALID.replace(
+        "        sasl_password: ${UPVEST_PASSWORD}\n",
+        "        sasl_password: ${UPVEST_PASSWORD}\n        options:\n"
+        "          broker.address.family: v4\n          queued.min.messages: 200\n"
+        "          check.crcs: true\n",
+    )
+    body = "lakehouse:\n  storage_options:\n    AWS_ALLOW_HTTP: true\n    timeout: 30\n" + (
+        textwrap.dedent(body)
+    )
+    config = load_config(write(tmp_path, body), env={"UPVEST_PASSWORD": "pw-123"})
+    assert config.connections["upvest"].options == {
+        "broker.address.family": "v4",
+        "queued.min.messages": "200",
+        "check.crcs": "true",
+    }
+    assert config.storage_options() == {"AWS_ALLOW_HTTP": "true", "timeout": "30"}
+
+
+def test_a_password_written_in_the_file_is_warned_about_without_showing_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = VALID.replace("${UPVEST_PASSWORD}", "hunter2-literal")
+    body = "lakehouse:\n  storage_options:\n    aws_secret_access_key: abc-literal-key\n" + (
+        textwrap.dedent(body)
+    )
+    path = write(tmp_path, body)
+    with caplog.at_level(logging.WARNING, logger="lakeport"):
+        load_config(path, env={})
+    warned = [r.getMessage() for r in caplog.records]
+    assert any("connections.upvest.sasl_password is written in the file" in w for w in warned)
+    assert any("lakehouse.storage_options.aws_secret_access_key is written" in w for w in warned)
+    assert all("${VARIABLE}" in w for w in warned)
+    assert not any("hunter2" in w or "abc-literal" in w for w in warned)
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lakeport"):
+        load_config(write(tmp_path, VALID), env={"UPVEST_PASSWORD": "pw-123"})
+    assert not caplog.records  # ${VAR} references are the way: no warning
+
+
+def test_a_yaml_error_on_the_password_line_names_the_place_but_not_the_password(
+    tmp_path: Path,
+) -> None:
+    body = VALID.replace("${UPVEST_PASSWORD}", "hunter2: oops")
+    proc = lakeport_cli(write(tmp_path, body), "status", timeout=60)
+    line = assert_one_line_error(
+        proc, "not valid YAML at line 7, column 27: mapping values are not allowed here"
+    )
+    assert "hunter2" not in proc.stdout + proc.stderr, line

@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, TopicPartition
 from deltalake import DeltaTable
 
 from connectors import Stream, run_forward
+from connectors.coverage import audit
 from connectors.kafka_client import client_settings
 from connectors.ranges import OffsetRange
 from tests.helpers import (
@@ -38,7 +39,9 @@ from tests.helpers import (
     lakeport_cli,
     ledger,
     produce,
+    produce_awkward,
     run_runner,
+    store_pairs,
 )
 
 KILLED = -signal.SIGKILL
@@ -198,3 +201,68 @@ print("survived")
     assert result.returncode == 0, result.stderr
     assert data_pairs(stream) == before
     assert_consistent(stream)
+
+
+def _awkward_stream(make_config) -> tuple[Stream, dict[int, int]]:
+    """900 records, 5 % undecodable, so every micro-batch of 150 has dead letters."""
+    stream = _stream(make_config)
+    return stream, produce_awkward(stream, 900, seed=5, rate=0.05)
+
+
+def _dead_pairs(stream: Stream) -> set[tuple[int, int]]:
+    return set(store_pairs(stream.dead_letters))
+
+
+def test_sigkill_between_dead_letter_write_and_main_commit_leaves_them_outside_the_ledger(
+    make_config,
+) -> None:
+    stream, per = _awkward_stream(make_config)
+    crash = run_runner(
+        config_file(stream),
+        """
+        from connectors import writer
+        on_call(writer.TableWriter, "commit", 2)  # batch 2's dead letters are written: die
+        run_forward(stream)
+        print("survived")
+        """,
+    )
+    assert crash.returncode == KILLED, crash.stderr
+    assert DeltaTable(stream.table.uri).version() == 1  # batch 1 only
+    led = ledger(stream)
+    orphans = {
+        (p, o)
+        for p, o in _dead_pairs(stream)
+        if not led.partition(p).covered.overlaps([(o, o + 1)])
+    }
+    assert orphans  # batch 2's dead letters landed, its rows and ledger update did not
+    assert audit(stream).ok  # the ledger counts only what it covers
+
+    result = lakeport_cli(config_file(stream), "ingest", "--stream", "events")
+    assert result.returncode == 0, result.stderr
+    assert_consistent(stream)  # re-read batch 2 replaced its dead letters: none twice
+    assert covered(stream) == {p: [(0, n)] for p, n in per.items()}
+    assert orphans <= _dead_pairs(stream)
+
+
+def test_sigkill_after_dead_letters_and_main_commit_loses_nothing(make_config) -> None:
+    stream, per = _awkward_stream(make_config)
+    crash = run_runner(
+        config_file(stream),
+        """
+        from connectors import writer
+        real = writer.TableWriter.commit_batch
+        on_call(writer.TableWriter, "commit_batch", 2, before=real)  # both written: die
+        run_forward(stream)
+        print("survived")
+        """,
+    )
+    assert crash.returncode == KILLED, crash.stderr
+    assert DeltaTable(stream.table.uri).version() == 2
+    assert_consistent(stream, complete=False)
+    dead = sum(p.dead for p in ledger(stream).partitions.values())
+    assert dead > 0 and dead == len(_dead_pairs(stream))
+
+    result = lakeport_cli(config_file(stream), "ingest", "--stream", "events")
+    assert result.returncode == 0, result.stderr
+    assert_consistent(stream)
+    assert covered(stream) == {p: [(0, n)] for p, n in per.items()}

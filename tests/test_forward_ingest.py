@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+from confluent_kafka import Producer
 from datafusion import SessionContext
 from deltalake import DeltaTable, QueryBuilder
 
 from connectors import Stream, run_forward
 from connectors.coverage import audit, status
+from connectors.delta_store import read_rows
 from connectors.kafka_client import client_settings
 from connectors.ledger import parse_ranges, read_ledger
 from connectors.query import connect
 from dev.sample_events import Awkward, notification_events, produce_sample
+from tests.helpers import ensure_topic
 
 
 def produce(
@@ -160,3 +164,52 @@ def test_progress_is_mirrored_to_the_consumer_group_but_never_read_back(stream: 
     total = {p: per_partition.get(p, 0) + more.get(p, 0) for p in per_partition | more}
     assert positions(stream) == sorted((p, o) for p, n in total.items() for o in range(n))
     assert group_offsets() == total
+
+
+def test_each_commit_carries_a_human_summary_in_user_metadata(stream: Stream) -> None:
+    """Spark's DESCRIBE HISTORY shows commitInfo.userMetadata: what the commit landed."""
+    per = produce(stream, 200)
+    run_forward(stream)
+    table = DeltaTable(stream.table.uri)
+    log = json.loads(
+        (Path(stream.table.uri) / "_delta_log" / f"{table.version():020d}.json")
+        .read_text()
+        .splitlines()[0]
+    )
+    info = log.get("commitInfo") or {}
+    assert info["userMetadata"] == (
+        f"lakeport forward of topic {stream.topic!r}: "
+        + " ".join(f"p{p}[0,{n})" for p, n in sorted(per.items()))
+    )
+    assert table.history(1)[0]["userMetadata"] == info["userMetadata"]
+
+
+RAW_OBJECTS = [
+    '{"price":0.12345678901234567890123,"qty":100000000000000000000000000000.5}',
+    '{ "id" : "x",\n  "note": "caf\\u00e9 \\"quoted\\" }, {",  "n": 1E+2, "t": true }',
+    '{"id":"y","object":{"object":1}}',
+    '{"id":"z","amount":"12.50","at":"2026-11-01T00:00:00.123456789Z"}',
+    '[1, 2.50, {"a": []}]',
+    '"just text, \\/ escaped"',
+    "-0.000000000000000000000000001",
+]
+
+
+def test_raw_columns_hold_the_json_text_of_the_member_byte_for_byte(stream: Stream) -> None:
+    """`object` is `"lakeport.raw": true`: what arrived, not DuckDB's re-serialisation."""
+    ensure_topic(stream, partitions=1)
+    producer = Producer(client_settings(stream.connection))
+    for i, text in enumerate(RAW_OBJECTS):
+        spaced = " " if i % 2 else ""  # compact and spaced envelopes
+        value = (
+            f'{{"id":"00000000-0000-4000-8000-00000000000{i}",{spaced}"created_at":'
+            f'"2026-11-01T00:00:00Z","type":"ORDER.FILLED",{spaced}"object"{spaced}:{spaced}'
+            f'{text}{spaced},"webhook_id":null}}'
+        )
+        producer.produce(stream.topic, value.encode(), partition=0)
+    assert producer.flush(10) == 0
+    report = run_forward(stream)
+    assert report.records == len(RAW_OBJECTS) and report.dead == 0
+    table = read_rows(DeltaTable(stream.table.uri), columns=["kafka_offset", "object"])
+    landed = dict(zip(table["kafka_offset"].to_pylist(), table["object"].to_pylist(), strict=True))
+    assert [landed[i] for i in range(len(RAW_OBJECTS))] == RAW_OBJECTS

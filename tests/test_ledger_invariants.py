@@ -563,3 +563,28 @@ def test_a_replace_records_what_it_rewrote_and_a_fresh_window_is_not_a_rewrite()
     ]
     assert actions["lakeport/t/1/rewritten"] == 1 and actions["lakeport/t/1/rewritten/0/seq"] == 1
     assert "lakeport/t/0/source_seq" not in actions, "raw tables write no source seq"
+
+
+def test_a_writer_that_commits_again_bumps_the_fence_every_time(make_config) -> None:
+    """The seq a writer keeps after its own commit is the one in the log, so its next commit
+    bumps it again; a writer racing on that partition then sees it change and re-plans."""
+    stream = _stream(make_config, batch_records=100)
+    produce(stream, 300, partitions=1)
+    report = run_forward(stream)
+    assert report.commits == 3
+    table = DeltaTable(stream.table.uri)
+    seqs = [
+        json.loads(line)["txn"]["version"]
+        for v in range(1, table.version() + 1)
+        for line in (Path(stream.table.uri) / "_delta_log" / f"{v:020d}.json")
+        .read_text()
+        .splitlines()
+        if json.loads(line).get("txn", {}).get("appId", "").endswith("/0/seq")
+    ]
+    assert seqs == [1, 2, 3]
+    writer = stream.writer()
+    update = writer.update()
+    update.add(OffsetRange(0, 300, 301), 1)
+    assert (
+        update.applied(99).partition(0).seq == read_ledger(table, stream.topic).partition(0).seq + 1
+    )

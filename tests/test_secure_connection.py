@@ -31,10 +31,12 @@ from connectors.ranges import OffsetRange
 from dev.local_broker import LocalBroker
 from dev.sample_events import notification_events, produce_sample
 from pipelines.definitions import build_definitions
+from tests.helpers import assert_one_line_error
 from tests.secure import (
     PASSWORD,
     create_topic,
     deny_topic,
+    describe_only,
     fresh_topic,
     load,
     loopback_alias,
@@ -217,6 +219,39 @@ def test_topic_denied_by_an_acl_is_an_authorization_error(
         f" {broker.secure_bootstrap_servers}: ask the cluster operator for READ and DESCRIBE"
         " on it, or check the stream's topic"
     )
+
+
+def test_user_who_may_describe_but_not_read_the_topic_fails_the_check_and_the_ingest(
+    make_stream: MakeStream, broker: LocalBroker
+) -> None:
+    stream = make_stream(records=30)
+    describe_only(broker, stream.topic)
+    message = (
+        f"user 'lakeport' is not authorized to read topic {stream.topic!r} on"
+        f" {broker.secure_bootstrap_servers}: ask the cluster operator for READ and DESCRIBE"
+        " on it, or check the stream's topic"
+    )
+    report = check_connection(stream)
+    assert report.problem == message
+    assert sum(m.high for m in report.partitions.values()) == 30  # DESCRIBE was enough for these
+
+    config = Path(stream.table.uri).parent.parent / "lakeport.yaml"
+    for verb in ("check-connection", "ingest"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "connectors.cli", "--config", str(config), verb],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+        line = assert_one_line_error(proc, message)
+        assert PASSWORD not in proc.stdout + proc.stderr, line
+
+
+def test_check_connection_proves_read_by_fetching_a_record(make_stream: MakeStream) -> None:
+    report = check_connection(make_stream(records=30))
+    assert report.ok, report.problem
+    assert any(step.endswith(": READ permitted") for step in report.steps), report.steps
 
 
 @pytest.fixture

@@ -27,19 +27,22 @@ import uuid
 from dataclasses import dataclass
 from decimal import Context, Decimal
 from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import fastavro
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.common._httpx_compat import httpx
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from connectors.config import StreamConfig
 from connectors.decoders.avro_columnar import ColumnarReader, binary_layout, zigzag
 from connectors.decoders.base import Decoded, split_dead
-from connectors.errors import ConfigError
+from connectors.errors import AccessDenied, ConfigError, RegistryUnavailable
+from connectors.retry import retrying
 from connectors.table_schema import Column, StreamSchema
 
 _MAGIC = 0
@@ -158,8 +161,12 @@ class _Failure:
 @functools.cache
 def registry_client(url: str) -> SchemaRegistryClient:
     """One registry client per URL and process: writer schemas are cached across runs, and a
-    `mock://` registry is the same one for a test's producer and lakeport."""
-    return SchemaRegistryClient.new_client({"url": url})
+    `mock://` registry is the same one for a test's producer and lakeport.
+
+    The client's own retries are off: `connectors.retry` is the one place that waits for a
+    registry that does not answer, with bounded backoff.
+    """
+    return SchemaRegistryClient.new_client({"url": url, "max.retries": 0, "timeout": 10})
 
 
 class AvroDecoder:
@@ -180,6 +187,8 @@ class AvroDecoder:
                 )
             registry = registry_client(config.schema_registry_url)
         self._registry = registry
+        self._registry_url = _without_credentials(config.schema_registry_url or "")
+        self._stream = config.table
         self._reader = fastavro.parse_schema(_strip_record(schema.avro))
         self._reader_form = fastavro.schema.to_parsing_canonical_form(self._reader)
         self._writers: dict[int, _Writer | _Failure] = {}
@@ -204,13 +213,12 @@ class AvroDecoder:
         cached = self._writers.get(schema_id)
         if cached is not None:
             return cached
-        try:
-            registered = self._registry.get_schema(schema_id)  # type: ignore[union-attr]
-        except SchemaRegistryError as exc:
-            if exc.http_status_code == 404:
-                # not cached: the id may be registered by the time the next batch comes
-                return _Failure("unknown_schema_id", f"schema id {schema_id} is not registered")
-            raise
+        registered = retrying(
+            lambda: self._fetch(schema_id), f"schema id {schema_id} from {self._registry_url}"
+        )
+        if registered is None:
+            # not cached: the id may be registered by the time the next batch comes
+            return _Failure("unknown_schema_id", f"schema id {schema_id} is not registered")
         result: _Writer | _Failure
         if (registered.schema_type or "AVRO") != "AVRO":
             result = _Failure(
@@ -231,6 +239,33 @@ class AvroDecoder:
                 )
         self._writers[schema_id] = result
         return result
+
+    def _fetch(self, schema_id: int) -> Schema | None:
+        """The registered writer schema of an id (None: not registered); a registry that does
+        not answer is `RegistryUnavailable`, one that refuses the request is the user's to fix."""
+        where = f"the schema registry at {self._registry_url} (schema_registry_url of stream"
+        where += f" {self._stream!r})"
+        try:
+            return self._registry.get_schema(schema_id)  # type: ignore[union-attr]
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                return None
+            if exc.http_status_code in (401, 403):
+                raise AccessDenied(
+                    f"{where} refused to give schema id {schema_id} (HTTP"
+                    f" {exc.http_status_code}): check the registry credentials and permissions"
+                ) from None
+            if exc.http_status_code >= 500 or exc.http_status_code < 0:
+                raise RegistryUnavailable(f"{where} failed: {exc.error_message}") from None
+            raise ConfigError(
+                f"{where} answered HTTP {exc.http_status_code} for schema id {schema_id}:"
+                f" {exc.error_message}; check schema_registry_url"
+            ) from None
+        except (httpx.TransportError, OSError) as exc:  # refused, unreachable, timed out
+            raise RegistryUnavailable(
+                f"{where} did not answer ({type(exc).__name__}: {exc}): check"
+                " schema_registry_url and that the registry is up"
+            ) from None
 
     def decode(self, raw: pa.Table) -> Decoded:
         """Decode one micro-batch; rows stay aligned with the Kafka columns."""
@@ -379,6 +414,14 @@ class AvroDecoder:
         where = np.full(n, -1, dtype=np.int64)
         where[positions] = np.arange(len(positions))
         return decoded.take(pa.array(where, pa.int64(), mask=where < 0))
+
+
+def _without_credentials(url: str) -> str:
+    """The registry URL for messages: `https://user:secret@host` loses its user part."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
 
 
 def _read_one(writer: Any, reader: Any, body: bytes) -> dict[str, Any]:

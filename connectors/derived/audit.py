@@ -19,11 +19,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
-from connectors.delta_store import window_filter
+from connectors.delta_store import sql_source, window_filter
 from connectors.derived.run import best_sql
 from connectors.derived.table import DerivedTable, quote
 from connectors.ledger import Ledger, read_ledger
-from connectors.query import arrow_dataset
 from connectors.ranges import OffsetRange, Spans
 
 
@@ -134,7 +133,7 @@ def audit_derived(derived: DerivedTable) -> DerivedAudit:
 
     con = duckdb.connect(config={"threads": 2})
     con.execute("SET TimeZone = 'UTC'")
-    con.register("derived", arrow_dataset(own_table))
+    con.register("derived", sql_source(own_table))
     dead_table = derived.dead_letters.open_existing()
     con.register(
         "dead",
