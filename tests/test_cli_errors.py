@@ -321,7 +321,7 @@ def test_make_demo_on_a_taken_port_says_how_to_pick_another(tmp_path: Path) -> N
 
 
 VERBS = ["broker", "produce-sample", "ingest", "backfill", "status", "audit", "redrive",
-         "check-connection", "upkeep", "query"]  # fmt: skip
+         "derive", "check-connection", "upkeep", "query"]  # fmt: skip
 
 
 def test_every_verb_has_a_description_and_shows_its_defaults_in_help(
