@@ -105,7 +105,9 @@ class Summary:
 
     @property
     def mb_per_second(self) -> float:
-        return self.runs[0].value_bytes / 1e6 / self.seconds if self.seconds else float("nan")
+        if not (self.seconds and self.runs[0].value_bytes):
+            return float("nan")  # a peer that does not report the bytes it read
+        return self.runs[0].value_bytes / 1e6 / self.seconds
 
     @property
     def peak_rss_mib(self) -> float:
@@ -552,7 +554,9 @@ def run_spark(args: argparse.Namespace, workdir: Path) -> RunResult:
     seconds, rows = ingest_with_spark(args.bootstrap, args.topic, str(workdir / "spark"))
     if rows != args.events:
         raise RuntimeError(f"spark: table holds {rows} rows, expected {args.events}")
-    return RunResult("spark", args.topic, seconds, rows, 0, _rss_mib(), {})
+    # the JVM is a child process, ended by spark.stop(): its peak counts too
+    jvm = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return RunResult("spark", args.topic, seconds, rows, 0, max(_rss_mib(), jvm), {})
 
 
 VARIANTS: dict[str, Callable[[argparse.Namespace, Path], RunResult]] = {
