@@ -81,10 +81,19 @@ def ingest_job(
         for event in events:
             context.log_event(event)
         context.log.info(f"{name}: {span(events)}")
+        failed = []
         for result in evaluate(engine, key):
             # Dagster logs check evaluations from any op; only its annotation lags behind.
-            context.log_event(as_evaluation(result))  # type: ignore[arg-type]
-        derive_pending(context, lakeport, list(derived), partitions)
+            evaluation = as_evaluation(result)
+            context.log_event(evaluation)  # type: ignore[arg-type]
+            if evaluation.blocking and not evaluation.passed:
+                failed.append(evaluation.check_name)
+        if derived and failed:  # as Dagster does downstream of a failed blocking check
+            context.log.warning(
+                f"{name}: derived tables not updated: blocking check {', '.join(failed)} failed"
+            )
+        elif derived:
+            derive_pending(context, lakeport, list(derived), partitions)
 
     if workers == 1:
 
