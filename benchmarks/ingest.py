@@ -597,7 +597,12 @@ def _child(variant: str, args: argparse.Namespace, workdir: Path, *extra: str) -
         str(workdir / result.stem),
         *extra,
     ]
-    subprocess.run(cmd, cwd=ROOT, check=True)
+    log = workdir / f"{result.stem}.log"  # Spark's Ivy report and progress bars stay out of it
+    with log.open("w") as out:
+        done = subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode:
+        print("".join(log.read_text().splitlines(keepends=True)[-30:]), file=sys.stderr)
+        raise RuntimeError(f"{variant} failed (exit {done.returncode}); its output: {log}")
     return RunResult(**json.loads(result.read_text()))
 
 
