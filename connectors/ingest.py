@@ -37,6 +37,7 @@ from connectors.planner import Mode, Plan, plan_forward, plan_window, time_windo
 from connectors.ranges import OffsetRange, PartitionMarks, Partitions, Shard
 from connectors.reader import RawBatch, read_ranges
 from connectors.retry import Backoff, retrying
+from connectors.staging import Stage
 from connectors.stream import Stream
 from connectors.writer import TableWriter, append_rows
 
@@ -235,21 +236,34 @@ def _land(
     report: RunReport,
     began: float,
 ) -> None:
-    """Read the plan's ranges and commit them micro-batch by micro-batch."""
+    """Read the plan's ranges and commit them: micro-batch by micro-batch, or for a `replace`,
+    staged chunk by staged chunk (`staging` says why)."""
     limit = stream.config.max_seconds_per_run
     batches = _timed(read_ranges(consumer, stream.topic, plan.ranges, stream.limits()), report)
-    with closing(ahead(batches)) as prefetched:  # the reader thread ends before reuse
+
+    def commit(spans: list[OffsetRange], decoded: Decoded, value_bytes: int) -> None:
+        args = (stream, writer, spans, decoded, value_bytes, plan.mode, report)
+        _phase(report, "commit_s", _commit_batch, *args)
+
+    with closing(ahead(batches)) as prefetched, Stage() as stage:  # reader ends before reuse
         waited = time.perf_counter()
         for raw in prefetched:
             report.timings["wait_for_reader_s"] += time.perf_counter() - waited
             decoded = _phase(report, "decode_s", decoder.decode, raw.records)
-            _phase(
-                report, "commit_s", _commit_batch, stream, writer, raw, decoded, plan.mode, report
-            )
-            if limit is not None and time.monotonic() - began > limit:
+            _refuse_dead(stream, decoded)
+            stopping = limit is not None and time.monotonic() - began > limit
+            if plan.mode != "replace":
+                commit(list(raw.spans), decoded, raw.bytes)
+            else:
+                stage.add(raw.spans, decoded, raw.bytes)
+                if stage.full or stopping:
+                    commit(*stage.take())
+            if stopping:
                 report.warnings.append("stopped at max_seconds_per_run")
                 break
             waited = time.perf_counter()
+        if stage:
+            commit(*stage.take())
 
 
 def _timed(batches: Iterator[RawBatch], report: RunReport) -> Iterator[RawBatch]:
@@ -296,16 +310,8 @@ def _record_unreadable(writer: TableWriter, plan: Plan, report: RunReport) -> No
         )
 
 
-def _commit_batch(
-    stream: Stream,
-    writer: TableWriter,
-    raw: RawBatch,
-    decoded: Decoded,
-    mode: Mode,
-    report: RunReport,
-) -> None:
-    """Land one micro-batch: its ledger update, then dead letters and rows through the writer."""
-    spans = list(raw.spans)
+def _refuse_dead(stream: Stream, decoded: Decoded) -> None:
+    """With `on_decode_error: fail`, a batch with undecodable records stops the run uncommitted."""
     if decoded.dead.num_rows and stream.config.on_decode_error == "fail":
         first = decoded.dead.slice(0, 1).to_pylist()[0]
         raise DecodeError(
@@ -314,6 +320,19 @@ def _commit_batch(
             f" {first['error_class']}: {first['error_message']} (nothing of this batch was"
             " committed; set on_decode_error: dead-letter to keep going)"
         )
+
+
+def _commit_batch(
+    stream: Stream,
+    writer: TableWriter,
+    spans: list[OffsetRange],
+    decoded: Decoded,
+    value_bytes: int,
+    mode: Mode,
+    report: RunReport,
+) -> None:
+    """Land the rows read from `spans`: its ledger update, then dead letters and rows through
+    the writer."""
     rows, dead = per_partition(decoded.rows), per_partition(decoded.dead)
     update = writer.update()
     held = writer.held(spans) if mode == "replace" else {}
@@ -340,4 +359,4 @@ def _commit_batch(
     report.ranges += spans
     report.records += decoded.rows.num_rows
     report.dead += decoded.dead.num_rows
-    report.bytes += raw.bytes
+    report.bytes += value_bytes

@@ -180,7 +180,7 @@ def test_sigkill_during_replace_backfill_keeps_the_old_window_intact(make_config
         config_file(stream),
         ORPHAN_WRITER
         + f"""
-on_call(writer, "write_deltalake", 2{hook})
+on_call(writer, "write_deltalake", 1{hook})  # a replace is one staged commit
 run_window(stream, {window!r}, "replace")
 print("survived")
 """,

@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka.admin import NewPartitions
 from deltalake import DeltaTable
 
-from connectors import RetentionLossError, Stream, run_forward, run_time_window, run_window
+from connectors import RetentionLossError, Stream, run_forward, run_time_window, run_window, staging
 from connectors.coverage import status
 from connectors.delta_store import DeltaStore
 from connectors.errors import LedgerError
@@ -369,6 +369,29 @@ def _rows(stream: Stream):
     return table.drop_columns([c for c in table.column_names if c.startswith("_")]).sort_by(
         [("kafka_partition", "ascending"), ("kafka_offset", "ascending")]
     )
+
+
+@pytest.mark.parametrize("chunk_bytes", [None, 1])
+def test_a_replace_backfill_commits_its_micro_batches_in_staged_chunks(
+    make_config, monkeypatch, chunk_bytes
+) -> None:
+    """One commit per staged chunk (by default a whole 1M-event window) instead of one per
+    micro-batch, so the files inside a chunk are removed once instead of rewritten again and
+    again; with a tiny chunk every micro-batch is its own commit, exact all the same."""
+    stream = _stream(make_config, batch_records=200)
+    per = produce(stream, 1200, seed=1)
+    run_forward(stream)
+    original = _rows(stream)
+    monkeypatch.setattr(staging, "CHUNK_BYTES", chunk_bytes or staging.CHUNK_BYTES)
+    window = [OffsetRange(p, 0, n) for p, n in per.items()]
+
+    report = run_window(stream, window, "replace")
+
+    assert report.commits == 1 if chunk_bytes is None else report.commits >= 1200 // 200
+    assert report.records == sum(per.values())
+    assert _rows(stream).equals(original)
+    assert covered(stream) == {p: [(0, n)] for p, n in per.items()}
+    assert_consistent(stream)
 
 
 def test_replace_backfill_twice_gives_the_same_rows_and_counts(make_config) -> None:
