@@ -169,8 +169,10 @@ class StreamConfig(_Strict):
     on_decode_error: Literal["dead-letter", "fail"] = "dead-letter"
     workers: int = Field(default=1, ge=1, le=64)
     """Dagster runs the stream's ingestion as this many steps, one shard of partitions each."""
-    batch_records: int = Field(default=50_000, gt=0)
-    batch_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
+    # A micro-batch is one commit; its size bounds memory. At 25,000 Upvest events (~15 MB of
+    # values) a run peaks near 600 MiB at ~8 % less throughput than at 50,000 (~750 MiB).
+    batch_records: int = Field(default=25_000, gt=0)
+    batch_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     max_records_per_run: int | None = Field(default=None, gt=0)
     max_seconds_per_run: float | None = Field(default=None, gt=0)
     idle_timeout_seconds: float = Field(default=30.0, gt=0)
