@@ -11,14 +11,16 @@ the session start (~40 s) is not counted.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 KAFKA_SOURCE = "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0"
 OBJECT_FIELDS = ("id", "user_id", "account_id", "account_group_id", "status", "currency")
 
 
-def ingest_with_spark(bootstrap: str, topic: str, path: str) -> tuple[float, int]:
-    """Seconds the streaming query took, and the rows its Delta table holds."""
+def ingest_with_spark(bootstrap: str, topic: str, path: str) -> tuple[float, int, float]:
+    """Seconds the streaming query took, the rows its Delta table holds, and the JVM's peak RSS
+    in MiB (the JVM is not a child Python waits for, so `RUSAGE_CHILDREN` misses it)."""
     from delta import configure_spark_with_delta_pip
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
@@ -84,5 +86,15 @@ def ingest_with_spark(bootstrap: str, topic: str, path: str) -> tuple[float, int
     query.awaitTermination()
     seconds = time.perf_counter() - began
     count = int(spark.read.format("delta").load(f"{path}/table").count())
+    gateway: Any = spark.sparkContext._gateway
+    jvm = _peak_rss_mib(gateway.proc.pid)
     spark.stop()
-    return seconds, count
+    return seconds, count, jvm
+
+
+def _peak_rss_mib(pid: int) -> float:
+    """A process's peak resident set (`VmHWM`), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

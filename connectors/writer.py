@@ -131,7 +131,7 @@ class TableWriter:
     def ledger(self) -> Ledger:
         """The ledger as of the writer's snapshot (re-read only after someone else's commit)."""
         if self._ledger.table_version != self.table.version():
-            self._ledger = read_ledger(self.table, self.topic)
+            self._ledger = read_ledger(self.table, self.topic, known=self._ledger)
         return self._ledger
 
     def update(self) -> LedgerUpdate:

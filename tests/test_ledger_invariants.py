@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from confluent_kafka.admin import NewPartitions
 from deltalake import DeltaTable
@@ -26,7 +27,7 @@ from connectors.kafka_client import open_consumer, partition_marks
 from connectors.ledger import Ledger, LedgerUpdate, PartitionLedger, read_ledger
 from connectors.planner import plan_forward
 from connectors.ranges import OffsetRange, Spans
-from connectors.writer import append_rows
+from connectors.writer import TableWriter, append_rows
 from dev.history import synthesize_commits
 from dev.sample_events import notification_events
 from tests.helpers import (
@@ -611,3 +612,33 @@ def test_a_writer_that_commits_again_bumps_the_fence_every_time(make_config) -> 
     assert (
         update.applied(99).partition(0).seq == read_ledger(table, stream.topic).partition(0).seq + 1
     )
+
+
+def test_a_writer_after_others_commits_rereads_only_their_partitions_and_sees_the_full_ledger(
+    tmp_path: Path,
+) -> None:
+    schema = pa.schema([("kafka_partition", pa.int32()), ("kafka_offset", pa.int64())])
+    store = DeltaStore(str(tmp_path / "t"), schema, {})
+    mine, theirs = TableWriter(store, "topic"), TableWriter(store, "topic")
+
+    def land(writer: TableWriter, p: int, start: int, end: int) -> None:
+        update = writer.update()
+        update.add(OffsetRange(p, start, end), end - start)
+        rows = pa.table(
+            {"kafka_partition": pa.array([p] * (end - start), pa.int32()),
+             "kafka_offset": pa.array(range(start, end), pa.int64())}
+        )  # fmt: skip
+        writer.commit(update, append_rows(rows), "forward")
+
+    land(mine, 0, 0, 10)
+    land(theirs, 1, 0, 5)
+    land(theirs, 2, 0, 7)
+    land(mine, 0, 10, 12)  # after the others' commits: a refresh of partitions 1 and 2 only
+
+    full = read_ledger(DeltaTable(store.uri), "topic")
+    assert mine.ledger == full
+    assert {p: (x.covered, x.records) for p, x in full.partitions.items()} == {
+        0: (Spans.of([(0, 12)]), 12),
+        1: (Spans.of([(0, 5)]), 5),
+        2: (Spans.of([(0, 7)]), 7),
+    }
