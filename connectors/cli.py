@@ -462,6 +462,14 @@ def build_parser() -> argparse.ArgumentParser:
             "--to-offset", type=int, help="the offset after the window's last (exclusive)"
         )
 
+    def time_window(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--from",
+            dest="from_time",
+            help="start of a time window (ISO 8601, e.g. 2026-11-01T00:00Z)",
+        )
+        p.add_argument("--to", dest="to_time", help="end of the time window (exclusive)")
+
     broker = command(
         "broker",
         cmd_broker,
@@ -554,10 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace: re-read and swap the window; fill: land only what is missing",
     )
     window(backfill, "to backfill")
-    backfill.add_argument(
-        "--from", dest="from_time", help="start of a time window (ISO 8601, e.g. 2026-11-01T00:00Z)"
-    )
-    backfill.add_argument("--to", dest="to_time", help="end of the time window (exclusive)")
+    time_window(backfill)
 
     status_ = command(
         "status",
@@ -592,10 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     streams(derive_)
     derive_.add_argument("--table", help="one derived table (default: all of --stream, or all)")
     window(derive_, "to derive again")
-    derive_.add_argument(
-        "--from", dest="from_time", help="start of a time window (ISO 8601, e.g. 2026-11-01T00:00Z)"
-    )
-    derive_.add_argument("--to", dest="to_time", help="end of the time window (exclusive)")
+    time_window(derive_)
 
     check = command(
         "check-connection",

@@ -2,9 +2,8 @@
 
 The ledger lives in Delta `txn` (set-transaction) actions written in the same commit as the
 data, so data and progress are one atomic step. `txn` actions are kept in checkpoints and
-survive log cleanup, unlike `commitInfo`, and reading one costs the same however long the
-history is. A `txn` holds one integer per application id, so each partition's state is spread
-over a few ids:
+survive log cleanup, unlike `commitInfo`. A `txn` holds one integer per application id, so each
+partition's state is spread over a few ids:
 
     lakeport/{topic}/partitions             number of partitions the ledger knows
     lakeport/{topic}/{p}/seq                bumped by every commit touching p (the fence)
@@ -19,6 +18,11 @@ over a few ids:
 Every commit that touches partition p rewrites p's ids, so two writers racing on p collide in
 delta-rs's conflict checker ("Concurrent transaction failed") and exactly one wins; writers on
 different partitions do not block each other.
+
+Reading one id costs a read of the log since the last checkpoint (a GET per commit on object
+storage), so each commit also stores the whole ledger it leaves behind in its `commitInfo`
+(`lakeport.ledger`). Readers take a partition from that copy only while the partition's `seq`
+id still holds the value the copy records; the `txn` ids stay the truth.
 
 Derived tables (`connectors.derived`) keep the same ledger in their own log, in the same topic
 namespace: for them `covered` is the raw offsets they absorbed, so "which Kafka offsets does
@@ -140,14 +144,17 @@ _LOOKUP_THREADS = 8
 def read_ledger(table: DeltaTable, topic: str, known: Ledger | None = None) -> Ledger:
     """Read the ledger from the table's current snapshot (a few `txn` look-ups per partition).
 
-    Each look-up scans the log's `txn` actions (~0.5-1 ms on a table of 10,000 commits) and
-    delta-rs releases the GIL meanwhile, so they run on a few threads, in two rounds: the
-    fixed slots of every partition, then their spans. With a `known` older ledger of the same
-    table, only the partitions whose `seq` moved since are read again (every commit touching
-    a partition bumps its `seq`): writers of disjoint partitions re-read little after each
-    other's commits.
+    A look-up reads the log from the last checkpoint (on object storage: a GET per commit
+    since), so their number matters. Every lakeport commit also stores the ledger it leaves
+    behind in its `commitInfo` (`lakeport.ledger`); that copy, or a `known` older ledger of
+    the same table, is taken for each partition whose `seq` is still the one it records
+    (every commit touching a partition bumps its `seq`), so a read is one look-up per
+    partition plus a full read of only the partitions that moved since. Tables without such a
+    copy are read slot by slot: the fixed slots of every partition, then their spans. The
+    look-ups run on a few threads (delta-rs releases the GIL meanwhile).
     """
     count = table.transaction_version(_app(topic, "partitions")) or 0
+    candidates = [c for c in (known, _committed_snapshot(table, topic)) if c is not None]
     with ThreadPoolExecutor(_LOOKUP_THREADS) as pool:
 
         def read(slots: list[tuple[object, ...]]) -> dict[tuple[object, ...], int | None]:
@@ -155,13 +162,13 @@ def read_ledger(table: DeltaTable, topic: str, known: Ledger | None = None) -> L
             return dict(zip(slots, found, strict=True))
 
         kept: dict[int, PartitionLedger] = {}
-        if known is not None:
+        if candidates:
             seqs = read([(p, "seq") for p in range(count)])
-            kept = {
-                p: old
-                for p, old in known.partitions.items()
-                if seqs.get((p, "seq")) == old.seq and old.seq
-            }
+            for p in range(count):
+                seq = seqs[(p, "seq")]
+                match = [c.partitions[p] for c in candidates if seq and c.partition(p).seq == seq]
+                if match:
+                    kept[p] = match[0]
         head = read([(p, name) for p in range(count) if p not in kept for name in _HEAD])
         present = [p for p in range(count) if p not in kept and head[(p, "seq")] is not None]
         tail = read(
@@ -353,7 +360,7 @@ class LedgerUpdate:
             actions += [Transaction(_app(topic, p, *key), value, now) for key, value in slots]
         return actions
 
-    def applied(self, table_version: int) -> Ledger:
+    def applied(self, table_version: int | None) -> Ledger:
         """The ledger after this update, as of the commit that wrote it.
 
         Each touched partition's `seq` is the bumped one `transactions()` wrote: a writer that
@@ -380,6 +387,7 @@ class LedgerUpdate:
             "lakeport.topic": self.before.topic,
             "lakeport.ranges": _ranges_json(self.written),
             "lakeport.lost": _ranges_json(self.lost),
+            "lakeport.ledger": _ledger_json(self.applied(None)),
             "lakeport.version": __version__,
             **(extra or {}),
         }
@@ -399,6 +407,58 @@ class LedgerUpdate:
 
 def _ranges_json(ranges: Iterable[OffsetRange]) -> str:
     return json.dumps([[r.partition, r.start, r.end] for r in sorted(ranges)])
+
+
+SNAPSHOT_LOOK_BACK = 10
+"""Commits searched, newest first, for the last one that stored its ledger."""
+
+
+def _ledger_json(ledger: Ledger) -> str:
+    """The `lakeport.ledger` commit metadata: every partition's slots, as compact lists."""
+    return json.dumps(
+        {
+            str(p): [
+                x.seq,
+                x.records,
+                x.dead,
+                x.source_seq,
+                [list(span) for span in x.covered],
+                [list(span) for span in x.lost],
+                [list(r) for r in x.rewritten],
+            ]
+            for p, x in sorted(ledger.partitions.items())
+        },
+        separators=(",", ":"),
+    )
+
+
+def _committed_snapshot(table: DeltaTable, topic: str) -> Ledger | None:
+    """The ledger the newest lakeport commit of `topic` among the last few stored, if any.
+
+    It is only a candidate: `read_ledger` takes a partition from it only where the table's
+    `seq` still matches (commits by other engines, restores and racing writers are caught so).
+    """
+    for entry in table.history(SNAPSHOT_LOOK_BACK):
+        text = entry.get("lakeport.ledger")
+        if entry.get("lakeport.topic") != topic or not isinstance(text, str):
+            continue
+        partitions = {
+            int(p): PartitionLedger(
+                partition=int(p),
+                covered=Spans.of((a, b) for a, b in covered),
+                lost=Spans.of((a, b) for a, b in lost),
+                records=records,
+                dead=dead,
+                seq=seq,
+                rewritten=tuple((a, b, q) for a, b, q in rewritten),
+                source_seq=source_seq,
+            )
+            for p, (seq, records, dead, source_seq, covered, lost, rewritten) in json.loads(
+                text
+            ).items()
+        }
+        return Ledger(topic, partitions, entry.get("version"))
+    return None
 
 
 def parse_ranges(text: str) -> list[OffsetRange]:

@@ -26,6 +26,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetMaterialization,
     AssetObservation,
     AssetsDefinition,
     AssetSpec,
@@ -83,13 +84,24 @@ def derive_pending(
     for name, key in derived:
         engine = find_derived(lakeport.config(), name)
         report = derive(engine)
-        context.log_event(AssetObservation(asset_key=key, metadata=derived_metadata(report)))
         events = completed_windows(
             engine.as_stream(), key, partitions, "derivation", instance=context.instance
         )
-        for event in events:
-            context.log_event(event)
-        context.log.info(f"{name}: derived {report.records} raw records; {span(events)}")
+        _log_derived(context, name, key, report, events)
+
+
+def _log_derived(
+    context: OpExecutionContext | AssetExecutionContext,
+    name: str,
+    key: AssetKey,
+    report: DeriveReport,
+    events: list[AssetMaterialization],
+) -> None:
+    """A derivation's observation (its figures) and the windows it completed."""
+    context.log_event(AssetObservation(asset_key=key, metadata=derived_metadata(report)))
+    for event in events:
+        context.log_event(event)
+    context.log.info(f"{name}: derived {report.records} raw records; {span(events)}")
 
 
 def counts_reconcile(
@@ -194,13 +206,10 @@ def derived_asset(
                 report = derive(engine, time_window(engine, window.start, window.end))
             except TransientError as exc:
                 raise retry_later(context, table.name, exc) from exc
-            context.log_event(AssetObservation(asset_key=key, metadata=derived_metadata(report)))
             events = completed_windows(
                 engine.as_stream(), key, partitions, "derived backfill", keys=context.partition_keys
             )
-            for event in events:
-                context.log_event(event)
-            context.log.info(f"{table.name}: derived {report.records} raw records; {span(events)}")
+            _log_derived(context, table.name, key, report, events)
         selected = {k.name for k in context.selected_asset_check_keys}
         if "counts_reconcile" in selected:
             yield counts_reconcile(engine, key, window)

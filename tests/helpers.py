@@ -18,6 +18,7 @@ import textwrap
 import time
 from datetime import datetime
 from pathlib import Path
+from unittest import mock
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -207,8 +208,15 @@ def store_pairs(store: DeltaStore) -> list[Pair]:
 
 
 def ledger(stream: Stream) -> Ledger:
+    """The table's ledger, read as lakeport reads it and checked against a read of every slot
+    (the copy each commit stores must never disagree with the `txn` actions)."""
     table = stream.table.open_existing()
-    return read_ledger(table, stream.topic) if table else Ledger(stream.topic)
+    if table is None:
+        return Ledger(stream.topic)
+    found = read_ledger(table, stream.topic)
+    with mock.patch("connectors.ledger._committed_snapshot", return_value=None):
+        assert read_ledger(table, stream.topic) == found
+    return found
 
 
 def covered(stream: Stream) -> dict[int, list[tuple[int, int]]]:
