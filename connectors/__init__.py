@@ -81,6 +81,7 @@ from connectors.ingest import RunReport, offset_window, run_forward, run_time_wi
 from connectors.kafka_client import client_settings, range_consumer, rdkafka_logger
 from connectors.ledger import Ledger, LedgerUpdate, PartitionLedger, read_ledger
 from connectors.planner import Mode, Plan
+from connectors.progress import Progress, ProgressHook, TerminalProgress
 from connectors.query import run_query
 from connectors.ranges import OffsetRange, PartitionMarks, Partitions, Shard, Spans
 from connectors.stream import Stream
@@ -118,6 +119,8 @@ __all__ = [
     "PartitionStatus",
     "Partitions",
     "Plan",
+    "Progress",
+    "ProgressHook",
     "Reconciliation",
     "RedriveReport",
     "RegistryUnavailable",
@@ -132,6 +135,7 @@ __all__ = [
     "StreamSchema",
     "StreamStatus",
     "TableWriter",
+    "TerminalProgress",
     "TransientError",
     "UpkeepReport",
     "UsageError",

@@ -24,6 +24,7 @@ from connectors import (
     Shard,
     Spans,
     Stream,
+    TerminalProgress,
     UsageError,
     audit,
     audit_derived,
@@ -189,7 +190,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     partitions = Shard.parse(args.shard) if args.shard else args.partition
     for name in _streams(args, config):
         stream = Stream.from_config(config, name)
-        _print_run(run_forward(stream, max_records=args.max_records, partitions=partitions))
+        with TerminalProgress() as progress:
+            report = run_forward(stream, args.max_records, partitions, progress)
+        _print_run(report)
     return 0
 
 
@@ -200,9 +203,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             raise UsageError("--from and --to go together")
         start = _timestamp("--from", args.from_time)
         end = _timestamp("--to", args.to_time)
-        report = run_time_window(stream, start, end, args.mode, partitions=args.partition)
+        with TerminalProgress() as progress:
+            report = run_time_window(stream, start, end, args.mode, args.partition, progress)
     else:
-        report = run_window(stream, _offset_window(args), args.mode)
+        with TerminalProgress() as progress:
+            report = run_window(stream, _offset_window(args), args.mode, progress)
     _print_run(report)
     return 0
 

@@ -34,6 +34,7 @@ from connectors.errors import (
 from connectors.kafka_client import mirror_group_offsets, offsets_at, open_consumer, partition_marks
 from connectors.ledger import Ledger
 from connectors.planner import Mode, Plan, plan_forward, plan_window, time_window
+from connectors.progress import Progress, ProgressHook
 from connectors.ranges import OffsetRange, PartitionMarks, Partitions, Shard
 from connectors.reader import RawBatch, read_ranges
 from connectors.retry import Backoff, retrying
@@ -80,7 +81,10 @@ PlanMaker = Callable[[Ledger, dict[int, PartitionMarks], Consumer], Plan]
 
 
 def run_forward(
-    stream: Stream, max_records: int | None = None, partitions: Partitions | None = None
+    stream: Stream,
+    max_records: int | None = None,
+    partitions: Partitions | None = None,
+    progress: ProgressHook | None = None,
 ) -> RunReport:
     """The scheduled path: land everything new, up to the high watermark seen at plan time.
 
@@ -94,16 +98,20 @@ def run_forward(
         "forward",
         lambda ledger, marks, _: plan_forward(ledger, marks, budget),
         partitions,
+        progress,
     )
 
 
-def run_window(stream: Stream, window: list[OffsetRange], mode: Mode) -> RunReport:
+def run_window(
+    stream: Stream, window: list[OffsetRange], mode: Mode, progress: ProgressHook | None = None
+) -> RunReport:
     """Backfill an offset window: `replace` swaps it in atomically, `fill` lands what is missing."""
     return _run(
         stream,
         mode,
         lambda ledger, marks, _: plan_window(ledger, marks, window, mode),
         {r.partition for r in window},
+        progress,
     )
 
 
@@ -113,6 +121,7 @@ def run_time_window(
     end: datetime,
     mode: Mode,
     partitions: Partitions | None = None,
+    progress: ProgressHook | None = None,
 ) -> RunReport:
     """Backfill the records whose Kafka timestamps fall in [start, end), per partition."""
     if start >= end:
@@ -129,7 +138,7 @@ def run_time_window(
         when = f"[{start.isoformat()}, {end.isoformat()})"
         return replace(plan, notes=[f"no record of topic {stream.topic!r} has a time in {when}"])
 
-    return _run(stream, mode, make, partitions)
+    return _run(stream, mode, make, partitions, progress)
 
 
 def offset_window(
@@ -143,7 +152,11 @@ def offset_window(
 
 
 def _run(
-    stream: Stream, mode: Mode, make_plan: PlanMaker, partitions: Partitions | None
+    stream: Stream,
+    mode: Mode,
+    make_plan: PlanMaker,
+    partitions: Partitions | None,
+    progress: ProgressHook | None = None,
 ) -> RunReport:
     """Plan, land and mirror; when another writer wins a race, re-plan from the new ledger.
 
@@ -166,7 +179,7 @@ def _run(
                 _record_unreadable(writer, plan, report)
                 if plan.ranges:
                     decoders[:] = decoders or [stream.decoder()]
-                    _land(stream, consumer, writer, plan, decoders[0], report, began)
+                    _land(stream, consumer, writer, plan, decoders[0], report, began, progress)
             except LedgerError as exc:  # the plan overlaps what another writer landed meanwhile
                 raise ConcurrentChange(str(exc)) from None
             finally:
@@ -235,10 +248,12 @@ def _land(
     decoder: Decoder,
     report: RunReport,
     began: float,
+    progress: ProgressHook | None = None,
 ) -> None:
     """Read the plan's ranges and commit them: micro-batch by micro-batch, or for a `replace`,
-    staged chunk by staged chunk (`staging` says why)."""
+    staged chunk by staged chunk (`staging` says why); report progress after each."""
     limit = stream.config.max_seconds_per_run
+    total, done, records, started = sum(map(len, plan.ranges)), 0, 0, time.monotonic()
     batches = _timed(read_ranges(consumer, stream.topic, plan.ranges, stream.limits()), report)
 
     def commit(spans: list[OffsetRange], decoded: Decoded, value_bytes: int) -> None:
@@ -258,6 +273,11 @@ def _land(
                 stage.add(raw.spans, decoded, raw.bytes)
                 if stage.full or stopping:
                     commit(*stage.take())
+            done += sum(map(len, raw.spans))
+            records += raw.records.num_rows
+            if progress is not None:
+                elapsed = time.monotonic() - started
+                progress(Progress(stream.name, plan.mode, done, total, records, elapsed))
             if stopping:
                 report.warnings.append("stopped at max_seconds_per_run")
                 break
