@@ -43,9 +43,10 @@ demo: install
 	@echo "Open the Dagster UI:   make ui   (then http://127.0.0.1:$(UI_PORT))"
 	@echo "Stop the local broker: make broker-stop"
 
-## The whole test suite (real Kafka broker, real Delta tables, real Dagster runs), after the linters
+## The whole test suite (real Kafka broker, real Delta tables, real Dagster runs), after the linters;
+## two workers (most tests wait on the broker), each with its own broker, a test file per worker
 test: install lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 ## ruff (lint and format) and mypy (strict) over connectors/, pipelines/, dev/, benchmarks/, deploy/
 lint: install

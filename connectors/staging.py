@@ -14,9 +14,9 @@ memory stays bounded by the micro-batch; a crash loses only the stage, never tab
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import pyarrow as pa
 
@@ -31,11 +31,10 @@ class Stage:
     """Decoded batches of consecutive spans, gathered for one commit."""
 
     def __init__(self, chunk_bytes: int | None = None) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="lakeport-replace-")
         self._chunk_bytes = chunk_bytes or CHUNK_BYTES
+        self._dir: tempfile.TemporaryDirectory[str] | None = None  # made on first use
         self._chunks = 0
         self._writer: pa.ipc.RecordBatchFileWriter | None = None
-        self._path = Path(self._dir.name)
         self._clear()
 
     def _clear(self) -> None:
@@ -43,10 +42,15 @@ class Stage:
         self.bytes = 0  # Kafka value bytes, for the report
         self._staged = 0  # Arrow bytes of the staged rows
         self._dead: list[pa.Table] = []
-        self._file = self._path / f"chunk-{self._chunks}.arrow"
         self._chunks += 1
 
-    def add(self, spans: tuple[OffsetRange, ...], decoded: Decoded, value_bytes: int) -> None:
+    @property
+    def _file(self) -> Path:
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="lakeport-replace-")
+        return Path(self._dir.name) / f"chunk-{self._chunks}.arrow"
+
+    def add(self, spans: Iterable[OffsetRange], decoded: Decoded, value_bytes: int) -> None:
         """Stage one micro-batch (its spans follow the staged ones)."""
         if self._writer is None:
             self._writer = pa.ipc.new_file(str(self._file), decoded.rows.schema)
@@ -80,10 +84,11 @@ class Stage:
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         if self._writer is not None:
             self._writer.close()
-        self._dir.cleanup()
+        if self._dir is not None:
+            self._dir.cleanup()
 
 
-def _joined(spans: list[OffsetRange], more: Any) -> list[OffsetRange]:
+def _joined(spans: list[OffsetRange], more: Iterable[OffsetRange]) -> list[OffsetRange]:
     """`spans` and `more`, a partition's adjacent spans joined into one."""
     last = {s.partition: i for i, s in enumerate(spans)}
     result = list(spans)

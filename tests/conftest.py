@@ -12,6 +12,7 @@ import pytest
 from connectors import Stream
 from connectors.config import LakeportConfig, load_config
 from dev.local_broker import LocalBroker
+from tests.secure import stop_secure_broker
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 _topics = itertools.count()
@@ -24,6 +25,12 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _secure_broker_stops_with_the_session() -> Iterator[None]:
+    yield
+    stop_secure_broker()
 
 
 @pytest.fixture

@@ -1,12 +1,11 @@
 """A SASL_SSL broker shared by the secure-connection, outage and secret-hygiene tests.
 
 Not a conftest fixture: starting a TLS broker costs 5-20 s, so only the modules that need it
-pay, and they share one instance (started on first use, stopped at interpreter exit).
+pay, and they share one instance (started on first use, stopped when the test session ends).
 """
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import os
 import socket
@@ -43,10 +42,17 @@ def secure_broker(home: Path) -> LocalBroker:
     if "broker" not in _shared:
         broker = LocalBroker(home=home, secure=True, users=(USER, ADMIN))
         broker.start()
-        atexit.register(broker.stop)
         _shared["broker"] = broker
     os.environ[PASSWORD_ENV] = PASSWORD
     return _shared["broker"]
+
+
+def stop_secure_broker() -> None:
+    """Stop the shared broker if a test started it (at the end of a session or xdist worker,
+    where `atexit` handlers do not run)."""
+    broker = _shared.pop("broker", None)
+    if broker is not None:
+        broker.stop()
 
 
 def fresh_topic(prefix: str) -> str:
