@@ -81,7 +81,7 @@ from connectors.ingest import RunReport, offset_window, run_forward, run_time_wi
 from connectors.kafka_client import client_settings, range_consumer, rdkafka_logger
 from connectors.ledger import Ledger, LedgerUpdate, PartitionLedger, read_ledger
 from connectors.planner import Mode, Plan
-from connectors.progress import Progress, ProgressHook, TerminalProgress
+from connectors.progress import EveryFewSeconds, Progress, ProgressHook, TerminalProgress
 from connectors.query import run_query
 from connectors.ranges import OffsetRange, PartitionMarks, Partitions, Shard, Spans
 from connectors.stream import Stream
@@ -106,6 +106,7 @@ __all__ = [
     "DerivedConfig",
     "DerivedStatus",
     "DerivedTable",
+    "EveryFewSeconds",
     "LakeportConfig",
     "LakeportError",
     "Ledger",

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
@@ -31,6 +32,7 @@ from connectors.errors import (
     NotFound,
 )
 from connectors.ranges import PartitionMarks
+from connectors.retry import Backoff, retrying
 
 log = logging.getLogger("lakeport")
 # librdkafka's own log lines (they never contain sasl.password: checked by the hygiene tests).
@@ -54,6 +56,7 @@ rdkafka_logger = LibraryLog()
 """Pass as `logger=` to every librdkafka client (producers and admin clients of tools too)."""
 
 METADATA_TIMEOUT_S = 10.0
+_WATERMARK_TRIES = Backoff(attempts=3, deadline_s=35.0)
 _TLS_PROBE_TIMEOUT_S = 3.0
 # Errors that retrying will not fix: report them at once instead of waiting for a timeout.
 _BLOCKING_CODES = frozenset({RdKafkaError._AUTHENTICATION, RdKafkaError._SSL})
@@ -410,8 +413,8 @@ def partition_marks(
             raise topic_problem(health.conn, topic, info.error)
         reason = info.error.str() if info is not None and info.error is not None else "not found"
         raise NotFound(f"topic {topic!r} is not available: {reason}")
-    marks: dict[int, PartitionMarks] = {}
-    for p in sorted(info.partitions):
+
+    def watermarks(p: int) -> tuple[int, int]:
         try:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
         except KafkaException as exc:
@@ -419,6 +422,13 @@ def partition_marks(
             raise _unreachable(
                 consumer, f"cannot read offsets of {topic}[{p}]", timeout, exc
             ) from None
+        return low, high
+
+    # The broker answered the metadata request: a partition's leader that is slow to answer
+    # (just elected, a busy broker) gets a few more tries.
+    marks: dict[int, PartitionMarks] = {}
+    for p in sorted(info.partitions):
+        low, high = retrying(partial(watermarks, p), f"offsets of {topic}[{p}]", _WATERMARK_TRIES)
         marks[p] = PartitionMarks(p, low, high)
     return marks
 

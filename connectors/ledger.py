@@ -151,8 +151,13 @@ def read_ledger(table: DeltaTable, topic: str, known: Ledger | None = None) -> L
     (every commit touching a partition bumps its `seq`), so a read is one look-up per
     partition plus a full read of only the partitions that moved since. Tables without such a
     copy are read slot by slot: the fixed slots of every partition, then their spans. The
-    look-ups run on a few threads (delta-rs releases the GIL meanwhile).
+    look-ups run on a few threads (delta-rs releases the GIL meanwhile). A writer that holds
+    the ledger of an older version (`known`) replays the newer commits' copies instead, with
+    no look-up at all (`_replayed`).
     """
+    replayed = _replayed(table, topic, known) if known is not None else None
+    if replayed is not None:
+        return replayed
     count = table.transaction_version(_app(topic, "partitions")) or 0
     candidates = [c for c in (known, _committed_snapshot(table, topic)) if c is not None]
     with ThreadPoolExecutor(_LOOKUP_THREADS) as pool:
@@ -432,6 +437,39 @@ def _ledger_json(ledger: Ledger) -> str:
     )
 
 
+_KEEPS_TXN = ("RESTORE", "REPLACE", "CREATE")
+"""Operations (of any engine) that may set `txn` actions other than by a lakeport commit."""
+
+
+def _replayed(table: DeltaTable, topic: str, known: Ledger) -> Ledger | None:
+    """The ledger at the table's version from `known` (exact at an older version) and the
+    `lakeport.ledger` copies of the commits since, or None when they cannot tell.
+
+    In a commit's copy, the partitions the commit touched carry `seq` + 1 and are exact (a
+    commit touching a partition is fenced by its `seq`); the others may be stale and are
+    skipped. Commits of other engines are fine unless they may rewrite `txn` actions; a
+    lakeport commit without a copy (an older lakeport) means reading the slots.
+    """
+    start, end = known.table_version, table.version()
+    if start is None or end <= start or end - start > SNAPSHOT_LOOK_BACK:
+        return None
+    entries = sorted(table.history(end - start), key=lambda e: int(e.get("version", -1)))
+    if [e.get("version") for e in entries] != list(range(start + 1, end + 1)):
+        return None  # the log of those versions is gone (cleaned up)
+    partitions = dict(known.partitions)
+    for entry in entries:
+        text = entry.get("lakeport.ledger")
+        if not isinstance(text, str) or entry.get("lakeport.topic") != topic:
+            operation = str(entry.get("operation", "")).upper()
+            if "lakeport.topic" in entry or any(word in operation for word in _KEEPS_TXN):
+                return None  # a lakeport commit without a copy (an older version), a restore
+            continue
+        for p, new in _parse_ledger(text).items():
+            if new.seq == partitions.get(p, PartitionLedger(p)).seq + 1:
+                partitions[p] = new
+    return Ledger(topic, dict(sorted(partitions.items())), end)
+
+
 def _committed_snapshot(table: DeltaTable, topic: str) -> Ledger | None:
     """The ledger the newest lakeport commit of `topic` among the last few stored, if any.
 
@@ -442,23 +480,27 @@ def _committed_snapshot(table: DeltaTable, topic: str) -> Ledger | None:
         text = entry.get("lakeport.ledger")
         if entry.get("lakeport.topic") != topic or not isinstance(text, str):
             continue
-        partitions = {
-            int(p): PartitionLedger(
-                partition=int(p),
-                covered=Spans.of((a, b) for a, b in covered),
-                lost=Spans.of((a, b) for a, b in lost),
-                records=records,
-                dead=dead,
-                seq=seq,
-                rewritten=tuple((a, b, q) for a, b, q in rewritten),
-                source_seq=source_seq,
-            )
-            for p, (seq, records, dead, source_seq, covered, lost, rewritten) in json.loads(
-                text
-            ).items()
-        }
-        return Ledger(topic, partitions, entry.get("version"))
+        return Ledger(topic, _parse_ledger(text), entry.get("version"))
     return None
+
+
+def _parse_ledger(text: str) -> dict[int, PartitionLedger]:
+    """Inverse of `_ledger_json`."""
+    return {
+        int(p): PartitionLedger(
+            partition=int(p),
+            covered=Spans.of((a, b) for a, b in covered),
+            lost=Spans.of((a, b) for a, b in lost),
+            records=records,
+            dead=dead,
+            seq=seq,
+            rewritten=tuple((a, b, q) for a, b, q in rewritten),
+            source_seq=source_seq,
+        )
+        for p, (seq, records, dead, source_seq, covered, lost, rewritten) in json.loads(
+            text
+        ).items()
+    }
 
 
 def parse_ranges(text: str) -> list[OffsetRange]:

@@ -55,26 +55,41 @@ class Progress:
 ProgressHook = Callable[[Progress], None]
 
 
+class EveryFewSeconds:
+    """A `ProgressHook` that hands a line to `emit` at most every `every` seconds (a logger's
+    `info`, say: a Dagster run's log shows a long ingestion's progress so)."""
+
+    def __init__(self, emit: Callable[[str], object], every: float = 10.0) -> None:
+        self._emit = emit
+        self._every = every
+        self._last = time.monotonic()
+
+    def __call__(self, progress: Progress) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._every:
+            self._last = now
+            self._emit(str(progress))
+
+
 class TerminalProgress:
     """A `ProgressHook` that draws one live line on a terminal, or a line every 10 s elsewhere."""
 
     def __init__(self, out: TextIO | None = None) -> None:
         self._out = out or sys.stderr
-        self._live = self._out.isatty()
-        self._every = 0.25 if self._live else 10.0
-        self._last = time.monotonic()
+        live = self._out.isatty()
+        self._hook = EveryFewSeconds(self._draw if live else self._line, 0.25 if live else 10.0)
         self._drawn = False
 
     def __call__(self, progress: Progress) -> None:
-        now = time.monotonic()
-        if now - self._last < self._every:
-            return
-        self._last = now
-        if self._live:
-            self._out.write(f"\r{progress}\x1b[K")
-            self._drawn = True
-        else:
-            self._out.write(f"{progress}\n")
+        self._hook(progress)
+
+    def _draw(self, line: str) -> None:
+        self._out.write(f"\r{line}\x1b[K")
+        self._out.flush()
+        self._drawn = True
+
+    def _line(self, line: str) -> None:
+        self._out.write(f"{line}\n")
         self._out.flush()
 
     def __enter__(self) -> TerminalProgress:

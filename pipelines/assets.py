@@ -39,6 +39,7 @@ from dagster import (
 )
 
 from connectors import (
+    EveryFewSeconds,
     LakeportError,
     RunReport,
     Spans,
@@ -231,7 +232,13 @@ def stream_asset(name: str, stream: Stream, spec: AssetSpec) -> AssetsDefinition
         if spec.key in context.selected_asset_keys:
             window = context.partition_time_window
             try:
-                report = run_time_window(engine, window.start, window.end, config.mode)
+                report = run_time_window(
+                    engine,
+                    window.start,
+                    window.end,
+                    config.mode,
+                    progress=EveryFewSeconds(context.log.info),  # a long backfill's headway
+                )
             except TransientError as exc:
                 raise retry_later(context, name, exc) from exc
             context.log_event(AssetObservation(asset_key=spec.key, metadata=run_metadata(report)))

@@ -29,7 +29,15 @@ from dagster import (
     sensor,
 )
 
-from connectors import RunReport, Shard, Stream, TransientError, run_forward, status
+from connectors import (
+    EveryFewSeconds,
+    RunReport,
+    Shard,
+    Stream,
+    TransientError,
+    run_forward,
+    status,
+)
 from pipelines.assets import completed_windows, retry_later, run_metadata, span
 from pipelines.checks import as_evaluation, evaluate
 from pipelines.derived import derive_pending
@@ -61,7 +69,8 @@ def ingest_job(
         context: OpExecutionContext, lakeport: LakeportResource, shard: Shard | None
     ) -> RunReport:
         try:
-            report = run_forward(lakeport.stream(name), partitions=shard)
+            progress = EveryFewSeconds(context.log.info)  # a long backlog shows how far it is
+            report = run_forward(lakeport.stream(name), partitions=shard, progress=progress)
         except TransientError as exc:
             raise retry_later(context, name, exc) from exc
         context.log.info(

@@ -13,6 +13,7 @@ import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from unittest import mock
 
 import pyarrow as pa
 import pytest
@@ -614,7 +615,7 @@ def test_a_writer_that_commits_again_bumps_the_fence_every_time(make_config) -> 
     )
 
 
-def test_a_writer_after_others_commits_rereads_only_their_partitions_and_sees_the_full_ledger(
+def test_a_writer_after_others_commits_replays_their_ledger_copies_and_sees_the_full_ledger(
     tmp_path: Path,
 ) -> None:
     schema = pa.schema([("kafka_partition", pa.int32()), ("kafka_offset", pa.int64())])
@@ -632,13 +633,39 @@ def test_a_writer_after_others_commits_rereads_only_their_partitions_and_sees_th
 
     land(mine, 0, 0, 10)
     land(theirs, 1, 0, 5)
+    DeltaTable(store.uri).optimize.compact()  # another engine's commit in between
     land(theirs, 2, 0, 7)
-    land(mine, 0, 10, 12)  # after the others' commits: a refresh of partitions 1 and 2 only
+    land(mine, 0, 10, 12)  # after the others' commits: replays their ledger copies
 
-    full = read_ledger(DeltaTable(store.uri), "topic")
+    with mock.patch("connectors.ledger._committed_snapshot", return_value=None):
+        full = read_ledger(DeltaTable(store.uri), "topic")  # every slot
     assert mine.ledger == full
     assert {p: (x.covered, x.records) for p, x in full.partitions.items()} == {
         0: (Spans.of([(0, 12)]), 12),
         1: (Spans.of([(0, 5)]), 5),
         2: (Spans.of([(0, 7)]), 7),
     }
+
+
+def test_after_a_restore_a_writer_reads_the_ledger_from_its_slots_not_from_replayed_copies(
+    tmp_path: Path,
+) -> None:
+    schema = pa.schema([("kafka_partition", pa.int32()), ("kafka_offset", pa.int64())])
+    store = DeltaStore(str(tmp_path / "t"), schema, {})
+    writer = TableWriter(store, "topic")
+    for start in (0, 10, 20):
+        update = writer.update()
+        update.add(OffsetRange(0, start, start + 10), 10)
+        rows = pa.table(
+            {"kafka_partition": pa.array([0] * 10, pa.int32()),
+             "kafka_offset": pa.array(range(start, start + 10), pa.int64())}
+        )  # fmt: skip
+        writer.commit(update, append_rows(rows), "forward")
+
+    DeltaTable(store.uri).restore(2)  # data back to [0, 20); delta-rs keeps the txn actions
+    writer.table = store.open()
+
+    with mock.patch("connectors.ledger._committed_snapshot", return_value=None):
+        slots = read_ledger(DeltaTable(store.uri), "topic")
+    assert writer.ledger == slots
+    assert slots.table_version == 4
