@@ -1,10 +1,10 @@
 """One run of a stream: plan, read, decode and commit micro-batches, each with its ledger update.
 
 Forward runs (the schedule) read from the ledger's frontier to the high watermark captured at
-plan time; window runs (backfills) `replace` or `fill` any offset window. Every micro-batch is
-one Delta commit that lands its rows and its ledger update together, fenced per partition, so a
-crash or a concurrent writer can cost work but never a duplicate or a hole. When another writer
-wins a race the run re-plans from the new ledger.
+plan time; window runs (backfills) `replace` or `fill` any offset window. Every micro-batch (for
+a `replace`, every staged chunk of them) is one Delta commit that lands its rows and its ledger
+update together, fenced per partition, so a crash or a concurrent writer can cost work but never
+a duplicate or a hole. When another writer wins a race the run re-plans from the new ledger.
 """
 
 from __future__ import annotations
