@@ -151,21 +151,23 @@ def read_ledger(table: DeltaTable, topic: str, known: Ledger | None = None) -> L
     (every commit touching a partition bumps its `seq`), so a read is one look-up per
     partition plus a full read of only the partitions that moved since. Tables without such a
     copy are read slot by slot: the fixed slots of every partition, then their spans. The
-    look-ups run on a few threads (delta-rs releases the GIL meanwhile). A writer that holds
+    look-ups run on a few threads (delta-rs releases the GIL meanwhile). The copy is used on
+    object storage only (`_remote`). A writer that holds
     the ledger of an older version (`known`) replays the newer commits' copies instead, with
     no look-up at all (`_replayed`).
     """
     replayed = _replayed(table, topic, known) if known is not None else None
     if replayed is not None:
         return replayed
-    count = table.transaction_version(_app(topic, "partitions")) or 0
-    candidates = [c for c in (known, _committed_snapshot(table, topic)) if c is not None]
     with ThreadPoolExecutor(_LOOKUP_THREADS) as pool:
 
         def read(slots: list[tuple[object, ...]]) -> dict[tuple[object, ...], int | None]:
             found = pool.map(lambda slot: table.transaction_version(_app(topic, *slot)), slots)
             return dict(zip(slots, found, strict=True))
 
+        count = table.transaction_version(_app(topic, "partitions")) or 0
+        copy = _committed_snapshot(table, topic) if _remote(table) else None
+        candidates = [c for c in (known, copy) if c is not None]
         kept: dict[int, PartitionLedger] = {}
         if candidates:
             seqs = read([(p, "seq") for p in range(count)])
@@ -435,6 +437,13 @@ def _ledger_json(ledger: Ledger) -> str:
         },
         separators=(",", ":"),
     )
+
+
+def _remote(table: DeltaTable) -> bool:
+    """Whether the table is on object storage, where a look-up costs a GET per commit since the
+    checkpoint; on a local disk reading every slot (~30 ms at 10,000 commits) is cheaper than
+    finding the newest copy in the log's history (~45 ms)."""
+    return "://" in table.table_uri and not table.table_uri.startswith("file://")
 
 
 _KEEPS_TXN = ("RESTORE", "REPLACE", "CREATE")
