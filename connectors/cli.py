@@ -168,7 +168,17 @@ def cmd_produce_sample(args: argparse.Namespace) -> int:
 
 
 def _print_run(report: RunReport) -> None:
-    ranges = " ".join(str(r) for r in report.ranges) or "nothing new"
+    per_partition: dict[int, list[tuple[int, int]]] = {}
+    for r in report.ranges:
+        per_partition.setdefault(r.partition, []).append((r.start, r.end))
+    ranges = (  # one span list per partition, however many micro-batches landed it
+        " ".join(
+            f"p{p}[{start},{end})"
+            for p, spans in sorted(per_partition.items())
+            for start, end in Spans.of(spans)
+        )
+        or "nothing new"
+    )
     print(
         f"{report.stream} [{report.mode}]: {report.records} rows, {report.dead} dead letters,"
         f" {report.commits} commits in {report.seconds:.2f} s"

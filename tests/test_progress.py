@@ -1,4 +1,5 @@
-"""Long runs say how far they are: offsets done of the plan, records, rate and time left."""
+"""What a run tells its user: how far it is while it runs (offsets of the plan, records, rate,
+ETA) and one summary line per partition when it is done."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import io
 from datetime import timedelta
 
 from connectors import OffsetRange, Progress, Stream, TerminalProgress, run_forward, run_window
-from tests.helpers import produce
+from tests.helpers import config_file, lakeport_cli, produce
 
 
 def _stream(make_config, **keys: object) -> Stream:
@@ -81,3 +82,17 @@ def test_off_a_terminal_progress_is_a_plain_line_at_most_every_ten_seconds(monke
         "prices [fill]: 200 of 400 offsets (50 %), 200 records, 10/s, ETA 0:00:20",
         "prices [fill]: 400 of 400 offsets (100 %), 400 records, 10/s, ETA 0:00:00",
     ]
+
+
+def test_the_cli_summary_lists_one_span_per_partition_however_many_batches_landed_it(
+    make_config,
+) -> None:
+    stream = _stream(make_config, batch_records=100)
+    per = produce(stream, 1200, seed=5)
+
+    proc = lakeport_cli(config_file(stream), "ingest", "--stream", "events")
+
+    assert proc.returncode == 0, proc.stderr
+    summary = proc.stdout.splitlines()
+    assert summary[0].startswith("events [forward]: 1200 rows, 0 dead letters,")
+    assert summary[1] == "  ranges: " + " ".join(f"p{p}[0,{n})" for p, n in sorted(per.items()))
