@@ -645,7 +645,7 @@ def test_a_writer_after_others_commits_replays_their_ledger_copies_and_sees_the_
     }
 
 
-def test_after_a_restore_a_writer_reads_the_ledger_from_its_slots_not_from_replayed_copies(
+def test_after_a_restore_a_writers_ledger_still_equals_its_txn_slots(
     tmp_path: Path,
 ) -> None:
     schema = pa.schema([("kafka_partition", pa.int32()), ("kafka_offset", pa.int64())])
