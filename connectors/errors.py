@@ -50,6 +50,10 @@ class NotFound(UserError):
     """A topic, table, partition or file that the request needs does not exist."""
 
 
+class ScratchSpaceError(UserError):
+    """The local scratch folder (`TMPDIR`) cannot hold what a run stages there."""
+
+
 # --- transient: retried, then reported -----------------------------------------------------
 
 

@@ -21,6 +21,7 @@ from types import TracebackType
 import pyarrow as pa
 
 from connectors.decoders import Decoded
+from connectors.errors import ScratchSpaceError
 from connectors.ranges import OffsetRange
 
 CHUNK_BYTES = 1024**3
@@ -52,10 +53,17 @@ class Stage:
 
     def add(self, spans: Iterable[OffsetRange], decoded: Decoded, value_bytes: int) -> None:
         """Stage one micro-batch (its spans follow the staged ones)."""
-        if self._writer is None:
-            self._writer = pa.ipc.new_file(str(self._file), decoded.rows.schema)
-        for batch in decoded.rows.to_batches():
-            self._writer.write_batch(batch)
+        try:
+            if self._writer is None:
+                self._writer = pa.ipc.new_file(str(self._file), decoded.rows.schema)
+            for batch in decoded.rows.to_batches():
+                self._writer.write_batch(batch)
+        except OSError as exc:  # a small or missing scratch folder, e.g. a pod's ephemeral disk
+            raise ScratchSpaceError(
+                f"cannot stage the replace backfill in {tempfile.gettempdir()}: {exc}. Nothing"
+                f" of it was committed; set TMPDIR to a folder with {self._chunk_bytes >> 20} MiB"
+                " free and run it again"
+            ) from None
         self._dead.append(decoded.dead)
         self.spans = _joined(self.spans, spans)
         self.bytes += value_bytes

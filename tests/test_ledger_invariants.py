@@ -10,16 +10,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from unittest import mock
 
 import pyarrow as pa
 import pytest
 from confluent_kafka.admin import NewPartitions
 from deltalake import DeltaTable
 
-from connectors import RetentionLossError, Stream, run_forward, run_time_window, run_window, staging
+from connectors import (
+    RetentionLossError,
+    ScratchSpaceError,
+    Stream,
+    run_forward,
+    run_time_window,
+    run_window,
+    staging,
+)
 from connectors.coverage import status
 from connectors.delta_store import DeltaStore
 from connectors.errors import LedgerError
@@ -395,6 +405,22 @@ def test_a_replace_backfill_commits_its_micro_batches_in_staged_chunks(
     assert_consistent(stream)
 
 
+def test_a_replace_backfill_without_scratch_space_is_one_clear_error_and_changes_nothing(
+    make_config, monkeypatch, tmp_path
+) -> None:
+    stream = _stream(make_config, batch_records=200)
+    per = produce(stream, 600, seed=2)
+    run_forward(stream)
+    before, version = _rows(stream), DeltaTable(stream.table.uri).version()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+
+    with pytest.raises(ScratchSpaceError, match="set TMPDIR to a folder with 1024 MiB free"):
+        run_window(stream, [OffsetRange(p, 0, n) for p, n in per.items()], "replace")
+
+    assert DeltaTable(stream.table.uri).version() == version
+    assert _rows(stream).equals(before)
+
+
 def test_replace_backfill_twice_gives_the_same_rows_and_counts(make_config) -> None:
     stream = _stream(make_config, batch_records=200)
     per = produce(stream, 1200, seed=1)
@@ -637,7 +663,9 @@ def test_a_writer_after_others_commits_replays_their_ledger_copies_and_sees_the_
     land(mine, 0, 10, 12)  # after the others' commits: replays their ledger copies
 
     full = read_ledger(DeltaTable(store.uri), "topic")  # every slot (a local table)
-    assert mine.ledger == full
+    with mock.patch.object(DeltaTable, "transaction_version", side_effect=AssertionError):
+        replayed = mine.ledger  # from the commits' copies alone: not one txn look-up
+    assert replayed == full
     assert {p: (x.covered, x.records) for p, x in full.partitions.items()} == {
         0: (Spans.of([(0, 12)]), 12),
         1: (Spans.of([(0, 5)]), 5),
